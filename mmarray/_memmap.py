@@ -1,0 +1,182 @@
+"""``mmarray.memmap``: a drop-in replacement for ``numpy.memmap`` backed by a Region."""
+
+from __future__ import annotations
+
+import operator
+import os
+from typing import Any
+
+import numpy as np
+
+from ._core import Region, ndarray as _ndarray
+
+__all__ = ["memmap"]
+
+_MODE_ALIASES = {"readonly": "r", "copyonwrite": "c", "readwrite": "r+", "write": "w+"}
+_MODES = ("r", "c", "r+", "w+")
+_ACCESS = {"r": "r", "c": "c", "r+": "w", "w+": "w"}
+
+
+class memmap(np.ndarray):
+    """Create a memory-map to an array stored in a binary file on disk.
+
+    Same constructor, attributes and behaviour as :class:`numpy.memmap`, so
+    code written for ``np.memmap`` runs unchanged. Differences: the mapping is
+    a :class:`mmarray.Region` (``mmarray.region(m)``), and :meth:`close`
+    releases it without ever leaving an array pointing at unmapped memory.
+
+    Parameters
+    ----------
+    filename : str, os.PathLike or file object
+    dtype : data-type, default uint8
+    mode : {'r+', 'r', 'w+', 'c'} or 'readwrite', 'readonly', 'write', 'copyonwrite'
+        As in numpy: ``'r+'`` and ``'w+'`` grow the file when it is too small
+        for ``offset + shape``; ``'w+'`` creates or truncates it.
+    offset : int
+    shape : int or tuple of ints, optional
+    order : {'C', 'F'}
+
+    Examples
+    --------
+    >>> import mmarray, tempfile, os
+    >>> fn = os.path.join(tempfile.mkdtemp(), "m.dat")
+    >>> m = mmarray.memmap(fn, dtype="float32", mode="w+", shape=(3, 4))
+    >>> m[0] = 1
+    >>> m.flush()
+    >>> type(m.sum())
+    <class 'numpy.float32'>
+    >>> m.close()
+    """
+
+    __array_priority__ = -100.0
+
+    _region: Region | None
+    filename: Any
+    offset: int | None
+    mode: str | None
+
+    def __new__(
+        subtype,
+        filename: Any,
+        dtype: Any = np.uint8,
+        mode: str = "r+",
+        offset: int = 0,
+        shape: Any = None,
+        order: str = "C",
+    ) -> memmap:
+        mode = _MODE_ALIASES.get(mode, mode)
+        if mode not in _MODES:
+            valid = list(_MODES) + list(_MODE_ALIASES)
+            raise ValueError(f"mode must be one of {valid!r} (got {mode!r})")
+        if mode == "w+" and shape is None:
+            raise ValueError("shape must be given if mode == 'w+'")
+        if order not in ("C", "F"):
+            raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+        descr = np.dtype(dtype)
+        if descr.hasobject:
+            raise TypeError(f"cannot map arrays of Python objects (dtype {descr})")
+        if offset < 0:
+            raise ValueError(f"offset must be non-negative, got {offset}")
+
+        own_fd = not hasattr(filename, "read")
+        if own_fd:
+            name = os.fspath(filename)
+            oflag = {
+                "r": os.O_RDONLY,
+                "c": os.O_RDONLY,
+                "r+": os.O_RDWR,
+                "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+            }[mode]
+            fd = os.open(name, oflag | os.O_CLOEXEC, 0o666)
+        else:
+            fd = filename.fileno()
+            name = getattr(filename, "name", None)
+        try:
+            flen = os.fstat(fd).st_size
+            if shape is None:
+                avail = flen - offset
+                if avail % descr.itemsize:
+                    raise ValueError("Size of available data is not a multiple of the data-type size.")
+                shape = (avail // descr.itemsize,)
+            else:
+                if not isinstance(shape, (tuple, list)):
+                    try:
+                        shape = [operator.index(shape)]
+                    except TypeError:
+                        pass
+                shape = tuple(shape)
+            nbytes = descr.itemsize
+            for n in shape:
+                n = operator.index(n)
+                if n < 0:
+                    raise ValueError(f"negative dimensions are not allowed: {shape}")
+                nbytes *= n
+            end = offset + nbytes
+            if mode in ("w+", "r+"):
+                end = max(end, 1)
+                if flen < end:
+                    os.ftruncate(fd, end)
+                    flen = end
+            if flen == 0:
+                raise ValueError("cannot mmap an empty file")
+            if end > flen:
+                raise ValueError("mmap length is greater than file size")
+            reg = Region(fd, 0, offset, access=_ACCESS[mode], name=name)
+        finally:
+            if own_fd:
+                os.close(fd)
+        self = _ndarray(reg, descr, shape, 0, order == "F", subtype)
+        self._region = reg
+        self.offset = offset
+        self.mode = mode
+        if isinstance(filename, os.PathLike):
+            self.filename = filename.resolve() if hasattr(filename, "resolve") else filename
+        elif isinstance(name, str):
+            self.filename = os.path.abspath(name)
+        else:
+            self.filename = None
+        return self
+
+    def __array_finalize__(self, obj: Any) -> None:
+        if getattr(obj, "_region", None) is not None and np.may_share_memory(self, obj):
+            self._region = obj._region
+            self.filename = obj.filename
+            self.offset = obj.offset
+            self.mode = obj.mode
+        else:
+            self._region = None
+            self.filename = None
+            self.offset = None
+            self.mode = None
+
+    def flush(self) -> None:
+        """Write any changes in the array to the file on disk (``msync``)."""
+        reg = self._region
+        if reg is not None and not reg.closed:
+            reg.flush()
+
+    def close(self) -> None:
+        """Close the mapping.
+
+        The region refuses new arrays at once and is unmapped when the last
+        array over it (this one and every view) is gone. Changes are flushed
+        first. Idempotent.
+        """
+        reg = self._region
+        if reg is not None and not reg.closed:
+            reg.flush()
+            reg.close()
+
+    def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        arr = super().__array_wrap__(arr, context)
+        if self is arr or type(self) is not memmap:
+            return arr
+        if return_scalar:
+            return arr[()]
+        return arr.view(np.ndarray)
+
+    def __getitem__(self, index: Any) -> Any:
+        res = super().__getitem__(index)
+        if type(res) is memmap and res._region is None:
+            return res.view(type=np.ndarray)
+        return res

@@ -1,0 +1,29 @@
+"""Declares the C extension mmarray._core; everything else lives in pyproject.toml."""
+
+import glob
+import os
+
+import numpy as np
+from setuptools import Extension, setup
+
+extra = ["-std=c11", "-O2", "-fvisibility=hidden", "-pthread"]
+extra += os.environ.get("MMARRAY_CFLAGS", "").split()
+
+setup(
+    ext_modules=[
+        Extension(
+            "mmarray._core",
+            sources=sorted(glob.glob("src/*.c")),
+            depends=glob.glob("src/*.h"),
+            include_dirs=[np.get_include(), "src"],
+            define_macros=[
+                # One build runs on numpy 1.25+ and 2.x.
+                ("NPY_TARGET_VERSION", "NPY_1_25_API_VERSION"),
+                ("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION"),
+                ("_GNU_SOURCE", "1"),
+            ],
+            extra_compile_args=extra,
+            extra_link_args=["-pthread"],
+        )
+    ],
+)

@@ -1,0 +1,54 @@
+/* mmarray internal header: shared by every C file of mmarray._core. */
+#ifndef MMARRAY_H
+#define MMARRAY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Region (region.c) ------------------------------------------------- */
+
+typedef enum { MM_ACCESS_READ = 'r', MM_ACCESS_WRITE = 'w', MM_ACCESS_COPY = 'c' } mm_access;
+
+typedef struct {
+    PyObject_HEAD
+    char *map_base;       /* what mmap returned (page aligned), NULL when unmapped */
+    size_t map_len;       /* length given to mmap */
+    char *data;           /* first requested byte: map_base + (offset % page) */
+    Py_ssize_t size;      /* requested bytes */
+    long long offset;     /* file offset of data (0 for anonymous memory) */
+    int fd;               /* owned descriptor, -1 for anonymous memory or after close */
+    int access;           /* mm_access */
+    int shared;           /* MAP_SHARED (1) or MAP_PRIVATE (0) */
+    int closed;           /* close() was called: no new exports, unmap at last release */
+    Py_ssize_t exports;   /* live buffer exports */
+    PyObject *name;       /* path (str) or None, for messages and repr */
+    PyObject *weakreflist;
+} mm_region;
+
+/* Per-module state. */
+typedef struct {
+    PyTypeObject *region_type;
+} mm_state;
+
+int mm_region_add_type(PyObject *module);
+int mm_region_check(PyObject *module, PyObject *obj);
+
+/* Fills *view with a read-only or writable export of obj's region (counted as an
+   export), for kernels that need the memory to stay mapped while they run. */
+
+/* ---- helpers (util.c) ---------------------------------------------------- */
+
+size_t mm_page_size(void);
+/* Sets OSError from the errno value err, naming the syscall and the path (may be NULL). */
+void mm_set_oserror(int err, const char *syscall, PyObject *path);
+
+/* ---- hooks for the other parts of the module ------------------------------ */
+
+/* kernels.c: selection and histogram kernels (median, quantiles). */
+int mm_kernels_add(PyObject *module);
+/* pages.c: page-cache and sparse-file operations. */
+int mm_pages_add(PyObject *module);
+
+#endif

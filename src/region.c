@@ -1,0 +1,594 @@
+/* Region: one mmap region (file-backed or anonymous) exporting the buffer protocol.
+ *
+ * Close policy ("deferred unmap"): close() marks the region closed at once, closes
+ * its descriptor and refuses new exports and new work with ValueError; the memory
+ * itself is unmapped as soon as no buffer export is alive (immediately when there is
+ * none).  Every numpy array mmarray makes holds an export, so no array can ever point
+ * at unmapped memory, and close() never breaks an array that is still in use.
+ */
+#include "mmarray.h"
+
+#include <errno.h>
+#include <structmember.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The buffer handed out for zero-length regions: never written, never read. */
+static char mm_empty[1];
+
+static PyObject *
+set_oserror_msg(int err, const char *msg, PyObject *path)
+{
+    PyObject *exc = NULL;
+    if (path != NULL && path != Py_None)
+        exc = PyObject_CallFunction(PyExc_OSError, "isO", err, msg, path);
+    else
+        exc = PyObject_CallFunction(PyExc_OSError, "is", err, msg);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static int
+parse_access(PyObject *obj, int *access)
+{
+    const char *s;
+    int ok = 0;
+
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "access must be 'r', 'w' or 'c', not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        goto done;
+    }
+    s = PyUnicode_AsUTF8(obj);
+    if (s == NULL)
+        goto done;
+    if (strcmp(s, "r") == 0)
+        *access = MM_ACCESS_READ;
+    else if (strcmp(s, "w") == 0)
+        *access = MM_ACCESS_WRITE;
+    else if (strcmp(s, "c") == 0)
+        *access = MM_ACCESS_COPY;
+    else {
+        PyErr_Format(PyExc_ValueError, "access must be 'r', 'w' or 'c', not %R", obj);
+        goto done;
+    }
+    ok = 1;
+done:
+    return ok;
+}
+
+/* Unmaps and closes what the region still holds. Safe on a half-built region. */
+static void
+region_release_resources(mm_region *self)
+{
+    if (self->map_base != NULL) {
+        munmap(self->map_base, self->map_len);
+        self->map_base = NULL;
+        self->map_len = 0;
+    }
+    self->data = NULL;
+    if (self->fd >= 0) {
+        close(self->fd);
+        self->fd = -1;
+    }
+}
+
+static mm_region *
+region_alloc(PyTypeObject *type)
+{
+    mm_region *self = (mm_region *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->fd = -1;
+        self->name = Py_NewRef(Py_None);
+    }
+    return self;
+}
+
+/* Maps [offset, offset + length) of the descriptor fd, which the region takes over
+ * (it is closed on failure too).  length < 0 means "to the end of the file". */
+static PyObject *
+region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, int access,
+              int shared, PyObject *name, int check_fd)
+{
+    mm_region *self = NULL;
+    struct stat st;
+    size_t page = mm_page_size();
+    size_t delta;
+    int flags, prot, acc, err;
+    void *p;
+
+    self = region_alloc(type);
+    if (self == NULL) {
+        close(fd);
+        goto fail;
+    }
+    self->fd = fd;
+    Py_SETREF(self->name, Py_NewRef(name));
+
+    if (offset < 0) {
+        PyErr_Format(PyExc_ValueError, "offset must be non-negative, got %lld", offset);
+        goto fail;
+    }
+    if (fstat(fd, &st) != 0) {
+        mm_set_oserror(errno, "fstat", name);
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        set_oserror_msg(EISDIR, "cannot map a directory", name);
+        goto fail;
+    }
+    if (S_ISREG(st.st_mode)) {
+        long long fsize = (long long)st.st_size;
+        if (offset > fsize) {
+            PyErr_Format(PyExc_ValueError,
+                         "offset %lld is past the end of the file (%lld bytes)%s%R",
+                         offset, fsize, name == Py_None ? "" : ": ", name == Py_None ? Py_None : name);
+            goto fail;
+        }
+        if (length < 0)
+            length = fsize - offset;
+        else if (fsize - offset < length) {
+            PyErr_Format(PyExc_ValueError,
+                         "%lld bytes at offset %lld need a file of %lld bytes, but it has %lld%s%R",
+                         length, offset, offset + length, fsize,
+                         name == Py_None ? "" : ": ", name == Py_None ? Py_None : name);
+            goto fail;
+        }
+    }
+    else if (length < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "length is required when mapping something that is not a regular file");
+        goto fail;
+    }
+
+    /* A descriptor we opened ourselves has the right mode: skip the syscall. */
+    acc = check_fd ? fcntl(fd, F_GETFL) : (access == MM_ACCESS_WRITE ? O_RDWR : O_RDONLY);
+    if (acc == -1) {
+        mm_set_oserror(errno, "fcntl", name);
+        goto fail;
+    }
+    acc &= O_ACCMODE;
+    if (acc == O_WRONLY || (access == MM_ACCESS_WRITE && shared && acc != O_RDWR)) {
+        set_oserror_msg(EACCES,
+                        access == MM_ACCESS_WRITE && shared
+                            ? "access 'w' needs a descriptor open for reading and writing"
+                            : "mapping needs a descriptor open for reading",
+                        name);
+        goto fail;
+    }
+
+    self->access = access;
+    self->shared = shared;
+    self->offset = offset;
+    if ((unsigned long long)length > (unsigned long long)PY_SSIZE_T_MAX - page) {
+        PyErr_Format(PyExc_OverflowError, "length %lld is too large to map", length);
+        goto fail;
+    }
+    self->size = (Py_ssize_t)length;
+    if (length == 0) {
+        self->data = mm_empty;
+        goto done;
+    }
+    delta = (size_t)(offset % (long long)page);
+    prot = PROT_READ | (access == MM_ACCESS_READ ? 0 : PROT_WRITE);
+    flags = shared ? MAP_SHARED : MAP_PRIVATE;
+    p = mmap(NULL, (size_t)length + delta, prot, flags, fd, (off_t)(offset - (long long)delta));
+    if (p == MAP_FAILED) {
+        err = errno;
+        mm_set_oserror(err, "mmap", name);
+        goto fail;
+    }
+    self->map_base = p;
+    self->map_len = (size_t)length + delta;
+    self->data = (char *)p + delta;
+done:
+    return (PyObject *)self;
+fail:
+    Py_XDECREF(self);
+    return NULL;
+}
+
+static int
+normalise_mode(int *access, int *shared)
+{
+    if (*access == MM_ACCESS_COPY)
+        *shared = 0;
+    else if (*access == MM_ACCESS_WRITE && !*shared)
+        *access = MM_ACCESS_COPY;
+    return 0;
+}
+
+static PyObject *
+region_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fileno", "length", "offset", "access", "shared", "name", NULL};
+    int fd, newfd, access = MM_ACCESS_READ, shared = 1;
+    long long length = 0, offset = 0;
+    PyObject *access_obj = NULL, *name = Py_None;
+    PyObject *res = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|LL$OpO:Region", kwlist, &fd, &length,
+                                     &offset, &access_obj, &shared, &name))
+        goto done;
+    if (access_obj != NULL && !parse_access(access_obj, &access))
+        goto done;
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
+        goto done;
+    }
+    if (fd < 0) {
+        set_oserror_msg(EBADF, "fileno must be an open file descriptor", name);
+        goto done;
+    }
+    normalise_mode(&access, &shared);
+    newfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (newfd < 0) {
+        mm_set_oserror(errno, "dup", name);
+        goto done;
+    }
+    res = region_map_fd(type, newfd, length == 0 ? -1 : length, offset, access, shared, name, 1);
+done:
+    return res;
+}
+
+static PyObject *
+region_open(PyObject *cls, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", "length", "offset", "access", "shared", NULL};
+    PyObject *path = NULL, *fspath = NULL, *bytes = NULL, *access_obj = NULL, *res = NULL;
+    long long length = 0, offset = 0;
+    int access = MM_ACCESS_READ, shared = 1, fd, oflag, err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|LL$Op:open", kwlist, &path, &length,
+                                     &offset, &access_obj, &shared))
+        goto done;
+    if (access_obj != NULL && !parse_access(access_obj, &access))
+        goto done;
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
+        goto done;
+    }
+    normalise_mode(&access, &shared);
+    fspath = PyOS_FSPath(path);
+    if (fspath == NULL || !PyUnicode_FSConverter(fspath, &bytes))
+        goto done;
+    oflag = (access == MM_ACCESS_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    fd = open(PyBytes_AS_STRING(bytes), oflag);
+    if (fd < 0) {
+        err = errno;
+        mm_set_oserror(err, "open", fspath);
+        goto done;
+    }
+    res = region_map_fd((PyTypeObject *)cls, fd, length == 0 ? -1 : length, offset, access,
+                        shared, fspath, 0);
+done:
+    Py_XDECREF(bytes);
+    Py_XDECREF(fspath);
+    return res;
+}
+
+static PyObject *
+region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"length", "shared", NULL};
+    long long length;
+    int shared = 1;
+    mm_region *self = NULL;
+    void *p;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|$p:anonymous", kwlist, &length, &shared))
+        goto fail;
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
+        goto fail;
+    }
+    if ((unsigned long long)length > (unsigned long long)PY_SSIZE_T_MAX - mm_page_size()) {
+        PyErr_Format(PyExc_OverflowError, "length %lld is too large to map", length);
+        goto fail;
+    }
+    self = region_alloc((PyTypeObject *)cls);
+    if (self == NULL)
+        goto fail;
+    self->access = shared ? MM_ACCESS_WRITE : MM_ACCESS_COPY;
+    self->shared = shared;
+    self->size = (Py_ssize_t)length;
+    if (length == 0) {
+        self->data = mm_empty;
+        goto done;
+    }
+    p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE,
+             (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        mm_set_oserror(errno, "mmap", NULL);
+        goto fail;
+    }
+    self->map_base = p;
+    self->map_len = (size_t)length;
+    self->data = p;
+done:
+    return (PyObject *)self;
+fail:
+    Py_XDECREF(self);
+    return NULL;
+}
+
+static void
+region_dealloc(mm_region *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    region_release_resources(self);
+    Py_CLEAR(self->name);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int
+region_check_open(mm_region *self)
+{
+    if (self->closed) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed Region");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+region_getbuffer(mm_region *self, Py_buffer *view, int flags)
+{
+    int rc = -1;
+    if (region_check_open(self) < 0)
+        goto done;
+    if ((flags & PyBUF_WRITABLE) && self->access == MM_ACCESS_READ) {
+        PyErr_SetString(PyExc_BufferError, "Region is read-only (access 'r')");
+        goto done;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->data, self->size,
+                          self->access == MM_ACCESS_READ, flags) < 0)
+        goto done;
+    self->exports++; /* counted only once the buffer is filled */
+    rc = 0;
+done:
+    return rc;
+}
+
+static void
+region_releasebuffer(mm_region *self, Py_buffer *Py_UNUSED(view))
+{
+    self->exports--;
+    if (self->exports == 0 && self->closed)
+        region_release_resources(self);
+}
+
+static PyObject *
+region_close(mm_region *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->closed) {
+        self->closed = 1;
+        if (self->fd >= 0) {
+            close(self->fd);
+            self->fd = -1;
+        }
+        if (self->exports == 0)
+            region_release_resources(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+region_flush(mm_region *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"offset", "size", "sync", NULL};
+    Py_ssize_t offset = 0, size;
+    PyObject *size_obj = Py_None;
+    int sync = 1, rc;
+    size_t page = mm_page_size(), start, end;
+    char *base;
+    PyObject *res = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|nO$p:flush", kwlist, &offset, &size_obj, &sync))
+        goto done;
+    if (region_check_open(self) < 0)
+        goto done;
+    if (offset < 0 || offset > self->size) {
+        PyErr_Format(PyExc_ValueError, "flush offset %zd is outside the region (%zd bytes)",
+                     offset, self->size);
+        goto done;
+    }
+    if (size_obj == Py_None)
+        size = self->size - offset;
+    else {
+        size = PyNumber_AsSsize_t(size_obj, PyExc_OverflowError);
+        if (size == -1 && PyErr_Occurred())
+            goto done;
+        if (size < 0 || self->size - offset < size) {
+            PyErr_Format(PyExc_ValueError,
+                         "flush of %zd bytes at offset %zd does not fit the region (%zd bytes)",
+                         size, offset, self->size);
+            goto done;
+        }
+    }
+    if (size == 0 || self->map_base == NULL || self->access != MM_ACCESS_WRITE || !self->shared) {
+        res = Py_NewRef(Py_None);
+        goto done;
+    }
+    base = self->map_base;
+    start = (size_t)(self->data - base) + (size_t)offset;
+    end = start + (size_t)size;
+    start -= start % page;
+    Py_BEGIN_ALLOW_THREADS
+    rc = msync(base + start, end - start, sync ? MS_SYNC : MS_ASYNC);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        mm_set_oserror(errno, "msync", self->name);
+        goto done;
+    }
+    res = Py_NewRef(Py_None);
+done:
+    return res;
+}
+
+static PyObject *
+region_fileno(mm_region *self, PyObject *Py_UNUSED(ignored))
+{
+    if (region_check_open(self) < 0)
+        return NULL;
+    return PyLong_FromLong(self->fd);
+}
+
+static PyObject *
+region_enter(mm_region *self, PyObject *Py_UNUSED(ignored))
+{
+    if (region_check_open(self) < 0)
+        return NULL;
+    return Py_NewRef(self);
+}
+
+static PyObject *
+region_exit(mm_region *self, PyObject *Py_UNUSED(args))
+{
+    return region_close(self, NULL);
+}
+
+static Py_ssize_t
+region_length(mm_region *self)
+{
+    if (region_check_open(self) < 0)
+        return -1;
+    return self->size;
+}
+
+static PyObject *
+region_repr(mm_region *self)
+{
+    const char *state = self->closed ? (self->map_base != NULL ? "closing" : "closed") : "open";
+    const char *kind = self->shared ? "shared" : "private";
+    if (self->name == Py_None && self->fd < 0 && self->offset == 0)
+        return PyUnicode_FromFormat("<mmarray.Region %s anonymous %s size=%zd access='%c' exports=%zd>",
+                                    state, kind, self->size, self->access, self->exports);
+    return PyUnicode_FromFormat("<mmarray.Region %s %R %s offset=%lld size=%zd access='%c' exports=%zd>",
+                                state, self->name, kind, self->offset, self->size, self->access,
+                                self->exports);
+}
+
+static PyObject *
+get_size(mm_region *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->size); }
+static PyObject *
+get_offset(mm_region *self, void *Py_UNUSED(c)) { return PyLong_FromLongLong(self->offset); }
+static PyObject *
+get_access(mm_region *self, void *Py_UNUSED(c)) { return PyUnicode_FromOrdinal(self->access); }
+static PyObject *
+get_shared(mm_region *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->shared); }
+static PyObject *
+get_closed(mm_region *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->closed); }
+static PyObject *
+get_mapped(mm_region *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->map_base != NULL); }
+static PyObject *
+get_exports(mm_region *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->exports); }
+static PyObject *
+get_name(mm_region *self, void *Py_UNUSED(c)) { return Py_NewRef(self->name); }
+static PyObject *
+get_address(mm_region *self, void *Py_UNUSED(c))
+{
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Region is unmapped");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(self->data);
+}
+
+static PyGetSetDef region_getset[] = {
+    {"size", (getter)get_size, NULL, "Number of bytes in the region.", NULL},
+    {"offset", (getter)get_offset, NULL, "File offset of the first byte (0 when anonymous).", NULL},
+    {"access", (getter)get_access, NULL, "'r' read-only, 'w' read-write, 'c' copy-on-write.", NULL},
+    {"shared", (getter)get_shared, NULL, "True for MAP_SHARED, False for MAP_PRIVATE.", NULL},
+    {"closed", (getter)get_closed, NULL, "True once close() was called.", NULL},
+    {"mapped", (getter)get_mapped, NULL, "True while the memory is mapped.", NULL},
+    {"exports", (getter)get_exports, NULL, "Number of live buffer exports (arrays, memoryviews).", NULL},
+    {"name", (getter)get_name, NULL, "The path the region maps, or None.", NULL},
+    {"address", (getter)get_address, NULL, "Address of the first byte, as an int.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef region_methods[] = {
+    {"open", (PyCFunction)(void (*)(void))region_open, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "open(path, length=0, offset=0, *, access='r', shared=True)\n--\n\n"
+     "Open path and map [offset, offset+length) of it (length 0: to the end of the file)."},
+    {"anonymous", (PyCFunction)(void (*)(void))region_anonymous,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "anonymous(length, *, shared=True)\n--\n\nMap anonymous zero-filled memory."},
+    {"close", (PyCFunction)region_close, METH_NOARGS,
+     "close()\n--\n\nClose the region: no new exports; unmapped once no export is alive."},
+    {"flush", (PyCFunction)(void (*)(void))region_flush, METH_VARARGS | METH_KEYWORDS,
+     "flush(offset=0, size=None, *, sync=True)\n--\n\n"
+     "msync the given byte range (MS_SYNC, or MS_ASYNC when sync is False)."},
+    {"fileno", (PyCFunction)region_fileno, METH_NOARGS,
+     "fileno()\n--\n\nThe region's own descriptor of the mapped file (-1 when anonymous)."},
+    {"__enter__", (PyCFunction)region_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)region_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef region_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(mm_region, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(region_doc,
+"Region(fileno, length=0, offset=0, *, access='r', shared=True, name=None)\n--\n\n"
+"A memory-mapped region of a file (or of anonymous memory) that exports the buffer\n"
+"protocol.  Any byte offset is accepted.  access: 'r' read-only, 'w' read-write,\n"
+"'c' copy-on-write (MAP_PRIVATE); shared=False with 'w' means 'c'.\n\n"
+"close() is deferred while buffers are exported: the region refuses new work at once\n"
+"and unmaps when the last array over it is released.");
+
+static PyType_Slot region_slots[] = {
+    {Py_tp_new, region_new},
+    {Py_tp_dealloc, region_dealloc},
+    {Py_tp_repr, region_repr},
+    {Py_tp_methods, region_methods},
+    {Py_tp_getset, region_getset},
+    {Py_tp_members, region_members},
+    {Py_tp_doc, (void *)region_doc},
+    {Py_bf_getbuffer, region_getbuffer},
+    {Py_bf_releasebuffer, region_releasebuffer},
+    {Py_sq_length, region_length},
+    {0, NULL},
+};
+
+static PyType_Spec region_spec = {
+    .name = "mmarray._core.Region",
+    .basicsize = sizeof(mm_region),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = region_slots,
+};
+
+int
+mm_region_add_type(PyObject *module)
+{
+    mm_state *st = PyModule_GetState(module);
+    PyObject *tp = PyType_FromModuleAndSpec(module, &region_spec, NULL);
+    int rc = -1;
+    if (tp == NULL)
+        goto done;
+    st->region_type = (PyTypeObject *)tp;
+    if (PyModule_AddObjectRef(module, "Region", tp) < 0)
+        goto done;
+    rc = 0;
+done:
+    return rc;
+}
+
+int
+mm_region_check(PyObject *module, PyObject *obj)
+{
+    mm_state *st = PyModule_GetState(module);
+    return PyObject_TypeCheck(obj, st->region_type);
+}
