@@ -40,7 +40,7 @@ test-fast: build  ## the test suite without the tests marked slow
 	$(PYTEST) -q -m "not slow"
 
 bench: build  ## benchmarks against numpy and the multiprocessing recipes; prints the ratio table
-	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
+	mkdir -p .benchmarks && $(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,rounds --benchmark-sort=name --benchmark-json=.benchmarks/last.json
 	$(PY) -m benchmarks.report
 
 asan: $(STAMP)  ## the test suite under AddressSanitizer + UBSan, then rebuild normally
