@@ -24,15 +24,15 @@ def table(path: Path) -> str:
         ref = next((c for c in cases if "mmarray" in c["name"]), None)
         for c in sorted(cases, key=lambda c: c["stats"]["median"]):
             med = c["stats"]["median"]
-            ratio = "1 (reference)" if c is ref else (
-                f"{med / ref['stats']['median']:.2f}x" if ref else "-"
+            ratio = (
+                "1 (reference)"
+                if c is ref
+                else (f"{med / ref['stats']['median']:.2f}x" if ref else "-")
             )
             name = c["name"].split("[")[0].removeprefix("test_")
             if "[" in c["name"]:
                 name += "[" + c["name"].split("[", 1)[1]
-            lines.append(
-                f"| {group} | {name} | {fmt(c['stats']['min'])} | {fmt(med)} | {ratio} |"
-            )
+            lines.append(f"| {group} | {name} | {fmt(c['stats']['min'])} | {fmt(med)} | {ratio} |")
             extra = c.get("extra_info") or {}
             for k, v in extra.items():
                 lines.append(f"| {group} | &nbsp;&nbsp;{name}: {k} | {v} | | |")

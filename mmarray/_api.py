@@ -11,7 +11,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _npy
-from ._core import Region, ndarray as _ndarray
+from ._core import Region
+from ._core import ndarray as _ndarray
 
 __all__ = ["open", "create", "anonymous", "region", "Region"]
 
@@ -244,7 +245,9 @@ def create(
             else:
                 os.ftruncate(fd, total)
         except OSError as e:
-            raise OSError(e.errno, f"cannot size the file to {total} bytes: {e.strerror}", target) from None
+            raise OSError(
+                e.errno, f"cannot size the file to {total} bytes: {e.strerror}", target
+            ) from None
         reg = Region(fd, total, 0, access="w", name=os.fspath(target))
         arr = _ndarray(reg, dt, shp, len(header), fortran)
         if fill is not None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Region, ndarray as _ndarray
+from ._core import Region
+from ._core import ndarray as _ndarray
 
 __all__ = ["memmap"]
 
@@ -96,7 +97,9 @@ class memmap(np.ndarray):
             if shape is None:
                 avail = flen - offset
                 if avail % descr.itemsize:
-                    raise ValueError("Size of available data is not a multiple of the data-type size.")
+                    raise ValueError(
+                        "Size of available data is not a multiple of the data-type size."
+                    )
                 shape = (avail // descr.itemsize,)
             else:
                 if not isinstance(shape, (tuple, list)):
@@ -125,7 +128,7 @@ class memmap(np.ndarray):
         finally:
             if own_fd:
                 os.close(fd)
-        self = _ndarray(reg, descr, shape, 0, order == "F", subtype)
+        self: memmap = _ndarray(reg, descr, shape, 0, order == "F", subtype)  # type: ignore[assignment]
         self._region = reg
         self.offset = offset
         self.mode = mode

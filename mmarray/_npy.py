@@ -35,7 +35,8 @@ def header_span(buf: memoryview, path: object) -> int:
     major = buf[6]
     if major not in _PREFIX_LEN:
         raise ValueError(
-            f"{path!s}: unsupported .npy format version {major}.{buf[7]} (1.0, 2.0 and 3.0 are known)"
+            f"{path!s}: unsupported .npy format version {major}.{buf[7]} "
+            "(1.0, 2.0 and 3.0 are known)"
         )
     start = _PREFIX_LEN[major]
     if size < start:
@@ -46,7 +47,8 @@ def header_span(buf: memoryview, path: object) -> int:
         hlen = int.from_bytes(buf[8:12], "little")
     if size - start < hlen:
         raise ValueError(
-            f"{path!s}: .npy header claims {hlen} bytes but the file has only {size - start} after the prefix"
+            f"{path!s}: .npy header claims {hlen} bytes but the file has only "
+            f"{size - start} after the prefix"
         )
     return start + hlen
 
