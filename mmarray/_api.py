@@ -45,7 +45,7 @@ def _order_is_fortran(order: str) -> bool:
 
 
 def _checked_dtype(dtype: DTypeLike) -> np.dtype[Any]:
-    dt = np.dtype(dtype)
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
     if dt.hasobject:
         raise TypeError(f"cannot map arrays of Python objects (dtype {dt})")
     return dt
@@ -114,7 +114,10 @@ def open(  # noqa: A001 - the public name is mmarray.open
         raise ValueError(f"mode must be 'r', 'r+' or 'c', not {mode!r}") from None
     if offset < 0:
         raise ValueError(f"offset must be non-negative, got {offset}")
-    reg = Region.open(path, 0, 0 if dtype is None else offset, access=access, shared=shared)
+    if access == "r":
+        reg = Region.open(path, 0, 0 if dtype is None else offset)
+    else:
+        reg = Region.open(path, 0, 0 if dtype is None else offset, access=access, shared=shared)
     if dtype is None:
         if reg.size < 6 or not _npy.is_npy(memoryview(reg)[:6].tobytes()):
             reg.close()
@@ -122,8 +125,12 @@ def open(  # noqa: A001 - the public name is mmarray.open
                 f"{reg.name}: not a .npy file (no magic string); a raw file needs dtype="
             )
         return _open_npy(reg, shape, offset, order)
-    dt = _checked_dtype(dtype)
-    fortran = _order_is_fortran(order)
+    try:
+        dt = _checked_dtype(dtype)
+        fortran = _order_is_fortran(order)
+    except BaseException:
+        reg.close()
+        raise
     avail = reg.size
     if shape is None:
         if avail % dt.itemsize:
