@@ -388,7 +388,7 @@ region_flush(mm_region *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"offset", "size", "sync", NULL};
     Py_ssize_t offset = 0, size;
     PyObject *size_obj = Py_None;
-    int sync = 1, rc;
+    int sync = 1, rc, err = 0;
     size_t page = mm_page_size(), start, end;
     char *base;
     PyObject *res = NULL;
@@ -425,9 +425,16 @@ region_flush(mm_region *self, PyObject *args, PyObject *kwds)
     start -= start % page;
     Py_BEGIN_ALLOW_THREADS
     rc = msync(base + start, end - start, sync ? MS_SYNC : MS_ASYNC);
+    if (rc != 0)
+        err = errno;
+    /* The file's size (set by create or grow) must reach the disk too. */
+    else if (sync && self->fd >= 0 && fdatasync(self->fd) != 0) {
+        err = errno;
+        rc = 1;
+    }
     Py_END_ALLOW_THREADS
     if (rc != 0) {
-        mm_set_oserror(errno, "msync", self->name);
+        mm_set_oserror(err, rc == 1 ? "fdatasync" : "msync", self->name);
         goto done;
     }
     res = Py_NewRef(Py_None);
@@ -528,7 +535,8 @@ static PyMethodDef region_methods[] = {
      "close()\n--\n\nClose the region: no new exports; unmapped once no export is alive."},
     {"flush", (PyCFunction)(void (*)(void))region_flush, METH_VARARGS | METH_KEYWORDS,
      "flush(offset=0, size=None, *, sync=True)\n--\n\n"
-     "msync the given byte range (MS_SYNC, or MS_ASYNC when sync is False)."},
+     "msync the given byte range: MS_SYNC then fdatasync of the file (so that its size\n"
+     "reaches the disk too), or only MS_ASYNC when sync is False."},
     {"fileno", (PyCFunction)region_fileno, METH_NOARGS,
      "fileno()\n--\n\nThe region's own descriptor of the mapped file (-1 when anonymous)."},
     {"__enter__", (PyCFunction)region_enter, METH_NOARGS, NULL},
