@@ -58,6 +58,8 @@ def open(  # noqa: A001 - the public name is mmarray.open
     shape: int | tuple[int, ...] | None = None,
     offset: int = 0,
     order: str = "C",
+    advice: str | None = None,
+    populate: bool = False,
 ) -> np.ndarray[Any, Any]:
     """Map an existing raw or ``.npy`` file and return a numpy array over it.
 
@@ -82,6 +84,10 @@ def open(  # noqa: A001 - the public name is mmarray.open
         Byte offset of a raw file's data (any value, not only page multiples).
     order : {'C', 'F'}
         Memory order of a raw file's data.
+    advice : str, optional
+        ``madvise`` advice for the array's pages, as in :func:`mmarray.advise`.
+    populate : bool
+        Load every page now, as :func:`mmarray.prefetch` does.
 
     Returns
     -------
@@ -120,7 +126,7 @@ def open(  # noqa: A001 - the public name is mmarray.open
             raise ValueError(
                 f"{reg.name}: not a .npy file (no magic string); a raw file needs dtype="
             )
-        return _open_npy(reg, shape, offset, order)
+        return _pages_at_open(_open_npy(reg, shape, offset, order), advice, populate)
     dt = _checked_dtype(dtype)
     fortran = _order_is_fortran(order)
     avail = reg.size
@@ -141,7 +147,21 @@ def open(  # noqa: A001 - the public name is mmarray.open
                 f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
                 f"but the file has {avail}"
             )
-    return _ndarray(reg, dt, shp, 0, fortran)
+    return _pages_at_open(_ndarray(reg, dt, shp, 0, fortran), advice, populate)
+
+
+def _pages_at_open(
+    arr: np.ndarray[Any, Any], advice: str | None, populate: bool
+) -> np.ndarray[Any, Any]:
+    """Apply open's ``advice=`` and ``populate=`` (see mmarray._pages)."""
+    if advice is not None or populate:
+        from ._pages import advise, prefetch
+
+        if advice is not None:
+            advise(arr, advice)
+        if populate:
+            prefetch(arr)
+    return arr
 
 
 def _open_npy(reg: Region, shape: Any, offset: int, order: str) -> np.ndarray[Any, Any]:
