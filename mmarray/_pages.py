@@ -644,33 +644,32 @@ def grow(a: np.ndarray[Any, Any], n: int) -> np.ndarray[Any, Any]:
     shape = a.shape
     new_shape = (shape[0] + n, *shape[1:])
     header = b""
-    if flo >= 6:
+    if flo >= 6 and _npy.is_npy(os.pread(fd, 6, 0)):
         head = os.pread(fd, flo, 0)
-        if _npy.is_npy(head):
-            span = _npy.header_span(memoryview(head), name)
-            if span != flo:
-                raise ValueError(
-                    f"{name}: grow needs the whole .npy array; this array starts at byte {flo}, "
-                    f"the data at byte {span}"
-                )
-            hshape, fortran, dt = _npy.parse_header(head[:span])
-            if hshape != shape or dt != a.dtype:
-                raise ValueError(
-                    f"{name}: grow needs the array of the .npy header (shape {hshape}, {dt}); "
-                    f"got shape {shape}, {a.dtype}"
-                )
-            if fortran and a.ndim > 1:
-                raise ValueError(f"{name}: cannot grow a Fortran-order .npy file along axis 0")
-            try:
-                header = _npy.make_header(new_shape, dt, fortran)
-            except (ValueError, UnicodeError) as e:
-                raise ValueError(f"{name}: cannot write a .npy header for {new_shape}: {e}") from e
-            if len(header) != span:
-                raise ValueError(
-                    f"{name}: the .npy header has no room for shape {new_shape}: it needs "
-                    f"{len(header)} bytes and the file has {span} before the data (rewrite the "
-                    "file with np.save or mmarray.create, which leave room to grow)"
-                )
+        span = _npy.header_span(memoryview(head), name)
+        if span != flo:
+            raise ValueError(
+                f"{name}: grow needs the whole .npy array; this array starts at byte {flo}, "
+                f"the data at byte {span}"
+            )
+        hshape, fortran, dt = _npy.parse_header(head[:span])
+        if hshape != shape or dt != a.dtype:
+            raise ValueError(
+                f"{name}: grow needs the array of the .npy header (shape {hshape}, {dt}); "
+                f"got shape {shape}, {a.dtype}"
+            )
+        if fortran and a.ndim > 1:
+            raise ValueError(f"{name}: cannot grow a Fortran-order .npy file along axis 0")
+        try:
+            header = _npy.make_header(new_shape, dt, fortran)
+        except (ValueError, UnicodeError) as e:
+            raise ValueError(f"{name}: cannot write a .npy header for {new_shape}: {e}") from e
+        if len(header) != span:
+            raise ValueError(
+                f"{name}: the .npy header has no room for shape {new_shape}: it needs "
+                f"{len(header)} bytes and the file has {span} before the data (rewrite the "
+                "file with np.save or mmarray.create, which leave room to grow)"
+            )
     row = math.prod(shape[1:]) * a.itemsize
     new_size = fhi + n * row
     try:

@@ -69,6 +69,15 @@ def pages_of(v: np.ndarray) -> np.ndarray:
     return np.unique(pages) - first_page
 
 
+def fsync(path: Path) -> None:
+    """Settle delayed allocation of this one file (no global sync on a shared machine)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def same(x: np.ndarray, y: np.ndarray) -> None:
     """Equal shapes, dtypes and bytes (NaNs in structured dtypes compare equal too)."""
     assert x.shape == y.shape and x.dtype == y.dtype
@@ -114,7 +123,7 @@ def apply_view(a: np.ndarray, spec) -> np.ndarray:
 def test_disk_usage_matches_du_and_stat(tmp_path_factory, size, writes):
     path = tmp_path_factory.mktemp("du") / "f.raw"
     sparse_file(path, size, [(off, b"\x01" * n) for off, n in writes])
-    os.sync()  # du and stat report the same st_blocks either way; settle delayed allocation
+    fsync(path)
     use = mmarray.disk_usage(path)
     assert use == (stat_size(path), du_bytes(path))
     assert use.apparent == path.stat().st_size
@@ -258,7 +267,7 @@ def test_punch_ranges(tmp_path_factory, data, dtype, offset):
     if order_f and view.size % 2 == 0 and view.size:
         view = view.reshape(-1, 2).T  # Fortran-contiguous, same bytes
     mmarray.region(a).flush()
-    os.sync()
+    fsync(path)
     before = mmarray.disk_usage(path).allocated
     freed = mmarray.punch(view)
     model[i:j] = 0
