@@ -648,3 +648,58 @@ def test_grow_errors(tmp_path):
         mmarray.grow(mmarray.open(f, "r+"), 1)
     assert mmarray.open(path).shape == (4, 3)  # nothing changed on the way
     assert path.stat().st_size == len(_npy.make_header((4, 3), np.dtype("f4"), False)) + 48
+
+
+def test_every_call_releases_its_export(tmp_path):
+    a = mmarray.create(tmp_path / "f.raw", 8 * P, "u1", fill=1)
+    reg = mmarray.region(a)
+    base = reg.exports
+    calls = [
+        lambda: mmarray.residency(a[::3]),
+        lambda: mmarray.prefetch(a),
+        lambda: mmarray.evict(a[5:]),
+        lambda: mmarray.advise(a, "random"),
+        lambda: mmarray.punch(a[: 2 * P]),
+        lambda: _core.fadvise(reg, 0, P, _core.FADV_WILLNEED),
+        lambda: _core.writeback(reg, 0, P),
+        lambda: _core.touch(reg, 0, P),
+        lambda: _core.mincore(reg, 0, 9 * P),  # fails: outside the region
+        lambda: _core.madvise(reg, 0, P, 12345),  # fails: EINVAL
+    ]
+    for call in calls:
+        for _ in range(50):
+            try:
+                call()
+            except (ValueError, OSError):
+                pass
+        assert reg.exports == base
+
+
+def test_close_while_another_thread_works_on_the_pages(tmp_path):
+    import threading
+
+    a = mmarray.create(tmp_path / "f.raw", 16 << 20, "u1", fill=1)  # above the GIL threshold
+    reg = mmarray.region(a)
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def work() -> None:
+        try:
+            for _ in range(200):
+                mmarray.prefetch(a)
+                started.set()  # close() comes while later rounds run
+                mmarray.residency(a)
+                mmarray.evict(a)
+        except ValueError as e:  # the region was closed: refused, never a crash
+            errors.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    started.wait()
+    reg.close()
+    t.join()
+    assert errors  # 200 rounds outlast close()
+    assert int(a[-1]) == 1  # the array keeps its mapping after close()
+    with pytest.raises(ValueError, match="closed"):
+        mmarray.prefetch(a)
+    assert all("closed" in str(e) for e in errors)
