@@ -113,6 +113,9 @@ def open(  # noqa: A001 - the public name is mmarray.open
     array([[0, 1, 2],
            [3, 4, 5]])
     """
+    if advice is not None or populate:
+        arr = open(path, mode, dtype=dtype, shape=shape, offset=offset, order=order)
+        return _pages_at_open(arr, advice, populate)
     try:
         access, shared = _OPEN_MODES[mode]
     except (KeyError, TypeError):
@@ -126,7 +129,7 @@ def open(  # noqa: A001 - the public name is mmarray.open
             raise ValueError(
                 f"{reg.name}: not a .npy file (no magic string); a raw file needs dtype="
             )
-        return _pages_at_open(_open_npy(reg, shape, offset, order), advice, populate)
+        return _open_npy(reg, shape, offset, order)
     dt = _checked_dtype(dtype)
     fortran = _order_is_fortran(order)
     avail = reg.size
@@ -147,20 +150,19 @@ def open(  # noqa: A001 - the public name is mmarray.open
                 f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
                 f"but the file has {avail}"
             )
-    return _pages_at_open(_ndarray(reg, dt, shp, 0, fortran), advice, populate)
+    return _ndarray(reg, dt, shp, 0, fortran)
 
 
 def _pages_at_open(
     arr: np.ndarray[Any, Any], advice: str | None, populate: bool
 ) -> np.ndarray[Any, Any]:
     """Apply open's ``advice=`` and ``populate=`` (see mmarray._pages)."""
-    if advice is not None or populate:
-        from ._pages import advise, prefetch
+    from ._pages import advise, prefetch
 
-        if advice is not None:
-            advise(arr, advice)
-        if populate:
-            prefetch(arr)
+    if advice is not None:
+        advise(arr, advice)
+    if populate:
+        prefetch(arr)
     return arr
 
 
