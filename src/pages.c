@@ -6,7 +6,12 @@
  * (inwards for punching holes).  While it works, a function holds a buffer export of
  * the region, so the mapping stays put even if another thread calls close(); any
  * descriptor used with the GIL released is a private duplicate, so a concurrent
- * close() cannot make the syscall land on some other file.  Policy (which advice,
+ * close() cannot make the syscall land on some other file.
+ *
+ * GIL policy: calls that only touch page tables (madvise, mincore) release the GIL
+ * for ranges of MM_NOGIL_BYTES and more; calls that may wait for the disk
+ * (MADV_POPULATE_READ, touching pages, posix_fadvise, sync_file_range, fallocate)
+ * always release it, since even one page can take a disk read.  Policy (which advice,
  * which fallback, arrays to byte ranges) lives in mmarray/_pages.py.
  */
 #include "mmarray.h"
@@ -211,13 +216,11 @@ pages_populate(PyObject *module, PyObject *args)
         goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.len >= MM_NOGIL_BYTES) {
+    if (sp.len > 0) {
         Py_BEGIN_ALLOW_THREADS
         err = mm_sys_populate_read(sp.addr, sp.len);
         Py_END_ALLOW_THREADS
     }
-    else if (sp.len > 0)
-        err = mm_sys_populate_read(sp.addr, sp.len);
     if (err != 0) {
         mm_set_oserror(err, "madvise(MADV_POPULATE_READ)", sp.r->name);
         goto done;
@@ -252,13 +255,11 @@ pages_touch(PyObject *module, PyObject *args)
         goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.len >= MM_NOGIL_BYTES) {
+    if (sp.len > 0) {
         Py_BEGIN_ALLOW_THREADS
         sum = touch_pages(sp.addr, sp.len, page);
         Py_END_ALLOW_THREADS
     }
-    else
-        sum = touch_pages(sp.addr, sp.len, page);
     (void)sum;
     res = PyLong_FromSize_t(sp.len / page);
 done:

@@ -115,7 +115,7 @@ def apply_view(a: np.ndarray, spec) -> np.ndarray:
 # ---- disk_usage ------------------------------------------------------------------------------
 
 
-@settings(max_examples=20)
+@settings(max_examples=20, deadline=None)
 @given(
     size=st.integers(0, 64 * P),
     writes=st.lists(st.tuples(st.integers(0, 64 * P), st.integers(1, 3 * P)), max_size=4),
@@ -164,7 +164,7 @@ def test_create_sparse_allocates_almost_nothing(tmp_path):
 # ---- extents ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(
     npages=st.integers(1, 48),
     written=st.sets(st.integers(0, 47), max_size=12),
@@ -244,7 +244,7 @@ def test_extents_restore_the_file_offset(tmp_path):
 # ---- punch -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 @given(
     data=st.data(),
     dtype=st.sampled_from(["u1", "i2", "f8"]),
@@ -376,7 +376,7 @@ def private_anon(npages: int) -> np.ndarray:
     return a
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(touched=st.sets(st.integers(0, 39)), spec=views(40 * P))
 def test_residency_map_is_exact(touched, spec):
     # Anonymous private memory is resident exactly where it was written.
@@ -395,7 +395,7 @@ def test_residency_map_is_exact(touched, spec):
     np.testing.assert_array_equal(rv.map, model[pages])
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(spec=views(48 * P))
 def test_evict_and_prefetch_cover_exactly_the_pages_of_a_view(tmp_path_factory, spec):
     path = tmp_path_factory.mktemp("ev") / "f.raw"
@@ -538,7 +538,7 @@ def test_core_range_checks():
 # ---- grow ------------------------------------------------------------------------------------
 
 
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 @given(
     rows=st.integers(0, 300),
     tail=st.sampled_from([(), (3,), (2, 5)]),
