@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -504,6 +505,10 @@ def test_residency_repr_and_html():
     assert "\n" not in text and "3/10 pages" in text and "30.0%" in text
     h = r._repr_html_()
     assert h.count("<svg") == 1 and "<rect" in h and "3/10 pages" in h
+    root = ElementTree.fromstring(h)  # well-formed markup
+    rects = root.findall(".//{http://www.w3.org/2000/svg}rect")
+    widths = sum(float(r.get("width")) for r in rects)
+    assert len(rects) == 2 and abs(widths - 480) < 1  # two runs cover the strip
     big = mmarray.Residency(np.arange(10000) % 3 == 0)
     assert big._repr_html_().count("<rect") <= 240
     empty = mmarray.residency(a[:0])
