@@ -59,6 +59,8 @@ def open(  # noqa: A001 - the public name is mmarray.open
     shape: int | tuple[int, ...] | None = None,
     offset: int = 0,
     order: str = "C",
+    advice: str | None = None,
+    populate: bool = False,
 ) -> np.ndarray[Any, Any]:
     """Map an existing raw or ``.npy`` file and return a numpy array over it.
 
@@ -83,6 +85,10 @@ def open(  # noqa: A001 - the public name is mmarray.open
         Byte offset of a raw file's data (any value, not only page multiples).
     order : {'C', 'F'}
         Memory order of a raw file's data.
+    advice : str, optional
+        ``madvise`` advice for the array's pages, as in :func:`mmarray.advise`.
+    populate : bool
+        Load every page now, as :func:`mmarray.prefetch` does.
 
     Returns
     -------
@@ -108,6 +114,9 @@ def open(  # noqa: A001 - the public name is mmarray.open
     array([[0, 1, 2],
            [3, 4, 5]])
     """
+    if advice is not None or populate:
+        arr = open(path, mode, dtype=dtype, shape=shape, offset=offset, order=order)
+        return _pages_at_open(arr, advice, populate)
     try:
         access, shared = _OPEN_MODES[mode]
     except (KeyError, TypeError):
@@ -150,6 +159,19 @@ def open(  # noqa: A001 - the public name is mmarray.open
                 f"but the file has {avail}"
             )
     return _ndarray(reg, dt, shp, 0, fortran)
+
+
+def _pages_at_open(
+    arr: np.ndarray[Any, Any], advice: str | None, populate: bool
+) -> np.ndarray[Any, Any]:
+    """Apply open's ``advice=`` and ``populate=`` (see mmarray._pages)."""
+    from ._pages import advise, prefetch
+
+    if advice is not None:
+        advise(arr, advice)
+    if populate:
+        prefetch(arr)
+    return arr
 
 
 def _open_npy(reg: Region, shape: Any, offset: int, order: str) -> np.ndarray[Any, Any]:
