@@ -6,16 +6,28 @@ once: no parsing, no copy, pages loaded on first touch.
 
 from ._api import Region, anonymous, create, open, region
 from ._core import PAGESIZE
+from ._lock import lock
 from ._memmap import memmap
+from ._parallel import map_chunks
+from ._share import ArrayRef, share, shared, unlink
+from ._share import _install_reducer
 from ._version import __version__
 
 __all__ = [
+    "ArrayRef",
     "PAGESIZE",
     "Region",
     "__version__",
     "anonymous",
     "create",
+    "lock",
+    "map_chunks",
     "memmap",
     "open",
     "region",
+    "share",
+    "shared",
+    "unlink",
 ]
+
+_install_reducer()  # arrays sent through multiprocessing travel by reference

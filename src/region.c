@@ -278,7 +278,7 @@ region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"length", "shared", NULL};
     long long length;
-    int shared = 1;
+    int shared = 1, fd;
     mm_region *self = NULL;
     void *p;
 
@@ -298,12 +298,29 @@ region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
     self->access = shared ? MM_ACCESS_WRITE : MM_ACCESS_COPY;
     self->shared = shared;
     self->size = (Py_ssize_t)length;
+    if (shared) {
+        /* A memfd rather than MAP_ANONYMOUS: other processes can map it through the
+         * descriptor (fileno()), it is freed when its last descriptor and mapping are gone,
+         * and it does not live in /dev/shm, so that mount's size does not limit it. */
+        fd = memfd_create("mmarray", MFD_CLOEXEC);
+        if (fd < 0) {
+            mm_set_oserror(errno, "memfd_create", NULL);
+            goto fail;
+        }
+        self->fd = fd;
+        if (ftruncate(fd, (off_t)length) != 0) {
+            mm_set_oserror(errno, "ftruncate", NULL);
+            goto fail;
+        }
+    }
     if (length == 0) {
         self->data = mm_empty;
         goto done;
     }
-    p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE,
-             (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+    if (shared)
+        p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
+    else
+        p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         mm_set_oserror(errno, "mmap", NULL);
         goto fail;
