@@ -9,8 +9,7 @@ from ._core import PAGESIZE
 from ._lock import lock
 from ._memmap import memmap
 from ._parallel import map_chunks
-from ._share import ArrayRef, share, shared, unlink
-from ._share import _install_reducer
+from ._share import ArrayRef, _install_reducer, share, shared, unlink
 from ._version import __version__
 
 __all__ = [

@@ -102,7 +102,7 @@ def map_chunks(
     with Executor(max_workers=nworkers) as ex:
         futures = [ex.submit(_call, func, a[lo:hi]) for lo, hi in bounds]
         results: list[T] = []
-        for (lo, hi), fut in zip(bounds, futures):
+        for (lo, hi), fut in zip(bounds, futures, strict=True):
             try:
                 results.append(fut.result())
             except BaseException as e:

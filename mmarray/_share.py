@@ -43,7 +43,8 @@ from numpy.typing import DTypeLike
 
 from . import _npy
 from ._api import _checked_dtype, _shape_tuple, region
-from ._core import Region, ndarray as _ndarray
+from ._core import Region
+from ._core import ndarray as _ndarray
 
 __all__ = ["ArrayRef", "share", "shared", "unlink"]
 
@@ -57,7 +58,7 @@ def _span(a: np.ndarray[Any, Any]) -> tuple[int, int, int]:
     if a.size == 0:
         return start, 0, 0
     low = high = 0
-    for n, s in zip(a.shape, a.strides):
+    for n, s in zip(a.shape, a.strides, strict=True):
         if s < 0:
             low += (n - 1) * s
         else:
@@ -102,7 +103,7 @@ class ArrayRef:
     def __init__(self, *fields: Any) -> None:
         if len(fields) != len(self.__slots__):
             raise TypeError(f"ArrayRef takes {len(self.__slots__)} fields, got {len(fields)}")
-        for name, value in zip(self.__slots__, fields):
+        for name, value in zip(self.__slots__, fields, strict=True):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -150,8 +151,10 @@ def _open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
         try:
             fd = os.open(ref.path, flags)
         except FileNotFoundError:
-            what = "the process holding this memory exited or closed it" if ref.kind == "fd" else (
-                "the file was deleted or moved"
+            what = (
+                "the process holding this memory exited or closed it"
+                if ref.kind == "fd"
+                else ("the file was deleted or moved")
             )
             raise FileNotFoundError(
                 errno.ENOENT, f"cannot open the memory behind an ArrayRef: {what}", ref.path
@@ -310,6 +313,21 @@ def _rebuild_memmap(
     return m
 
 
+def _dupfd(fd: int) -> Any:
+    """multiprocessing's DupFd for fd, one per descriptor while a process is being started
+    (spawn refuses the same descriptor twice in its list of descriptors to pass)."""
+    from multiprocessing.context import get_spawning_popen
+    from multiprocessing.reduction import DupFd
+
+    popen = get_spawning_popen()
+    if popen is None:
+        return DupFd(fd)
+    cache = popen.__dict__.setdefault("_mmarray_dupfds", {})
+    if fd not in cache:
+        cache[fd] = DupFd(fd)
+    return cache[fd]
+
+
 def _reduce_array(a: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     """ForkingPickler reducer: a reference for shareable arrays, numpy's own format otherwise."""
     try:
@@ -320,9 +338,7 @@ def _reduce_array(a: np.ndarray[Any, Any]) -> tuple[Any, ...]:
         return a.__reduce__()
     ref, fd = got
     if ref.kind == "fd" and ref.length:
-        from multiprocessing.reduction import DupFd
-
-        rv: tuple[Any, ...] = (_rebuild_fd, (ref, DupFd(fd)))
+        rv: tuple[Any, ...] = (_rebuild_fd, (ref, _dupfd(fd)))
     else:
         rv = (_rebuild, (ref,))
     if type(a) is not np.ndarray:
