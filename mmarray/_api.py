@@ -11,8 +11,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _npy
-from ._core import Region
-from ._core import ndarray as _ndarray
+from ._core import Region, ndarray as _ndarray
 
 __all__ = ["open", "create", "anonymous", "region", "Region"]
 

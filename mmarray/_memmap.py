@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Region
-from ._core import ndarray as _ndarray
+from ._core import Region, ndarray as _ndarray
 
 __all__ = ["memmap"]
 
