@@ -376,3 +376,44 @@ def test_no_leaked_descriptors_or_mappings_after_1000_round_trips(npy_file):
         del ref
     after = _fds_and_maps()
     assert after == before
+
+
+def _pipe_echo(conn):
+    a = conn.recv()
+    a[0] += 1
+    conn.send((a[::-1], bool(a.flags.writeable)))
+    conn.recv()
+
+
+@pytest.mark.parametrize("method", ["forkserver"])
+def test_pipe_both_ways(method):
+    ctx = mp.get_context(method)
+    here, there = ctx.Pipe()
+    m = mmarray.anonymous(50, "u4")
+    p = ctx.Process(target=_pipe_echo, args=(there,))
+    p.start()
+    try:
+        here.send(m[10:20])  # after the start: through the resource sharer, not with the process
+        back, writeable = here.recv()
+        assert writeable and m[10] == 1
+        assert back.strides == (-4,) and mmarray.region(back) is not None
+        back[0] = 7  # back[0] is m[19]: the child's reply is a view of the same memory
+        assert m[19] == 7
+    finally:
+        here.send(None)
+        p.join(30)
+    assert p.exitcode == 0
+
+
+def test_process_pool_executor_spawn():
+    from concurrent.futures import ProcessPoolExecutor
+
+    a = mmarray.anonymous((4, 256), "f8")
+    a[...] = 2.0
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        total = ex.submit(np.sum, a[:, ::2]).result()
+        view = ex.submit(np.transpose, a[1:3]).result()
+    assert total == 4 * 128 * 2.0
+    assert view.shape == (256, 2) and mmarray.region(view) is not None
+    view[0, 0] = 5
+    assert a[1, 0] == 5
