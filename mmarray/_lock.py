@@ -71,12 +71,12 @@ def lock(
     1
     """
     reg = region(a)
-    fd = -1 if reg is None or reg.closed else reg.fileno()
-    if fd < 0:
+    if reg is None or reg.closed or reg.fileno() < 0:
         raise ValueError(
             "lock() needs an array over a file, anonymous(shared=True) or shared() memory "
             "whose region is open"
         )
+    fd = reg.fileno()
     low, length, _ = _span(a)
     start = reg.offset + (low - reg.address if length else 0)
     length = max(length, 1)  # l_len 0 would mean "to the end of the file"

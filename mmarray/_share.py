@@ -335,14 +335,15 @@ def _reduce_array(a: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     except (OSError, ValueError):
         got = None
     if got is None:
-        return a.__reduce__()
+        return a.__reduce__()  # type: ignore[return-value]  # numpy's is always a tuple
     ref, fd = got
     if ref.kind == "fd" and ref.length:
         rv: tuple[Any, ...] = (_rebuild_fd, (ref, _dupfd(fd)))
     else:
         rv = (_rebuild, (ref,))
     if type(a) is not np.ndarray:
-        rv = (_rebuild_memmap, (rv[0], rv[1], a.filename, a.offset, a.mode))
+        attrs = tuple(getattr(a, k, None) for k in ("filename", "offset", "mode"))
+        rv = (_rebuild_memmap, (rv[0], rv[1], *attrs))
     return rv
 
 
