@@ -431,3 +431,24 @@ def test_process_pool_executor_spawn():
     assert view.shape == (256, 2) and mmarray.region(view) is not None
     view[0, 0] = 5
     assert a[1, 0] == 5
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # mmarray first: importing it must not import multiprocessing (a few ms) ...
+        "import sys, mmarray; assert 'multiprocessing' not in sys.modules; "
+        "from multiprocessing.reduction import ForkingPickler as F",
+        # ... and multiprocessing first
+        "from multiprocessing.reduction import ForkingPickler as F; import mmarray",
+    ],
+)
+def test_reducer_is_registered_whatever_the_import_order(code):
+    import subprocess
+    import sys
+
+    check = (
+        "; import numpy as np; a = mmarray.anonymous(10**6, 'u1'); "
+        "assert len(F.dumps(a[::-1])) < 1024; assert np.ndarray in F._extra_reducers"
+    )
+    subprocess.run([sys.executable, "-c", code + check], check=True, timeout=60)
