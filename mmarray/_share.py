@@ -207,11 +207,12 @@ def _describe(a: np.ndarray[Any, Any]) -> tuple[ArrayRef, int] | None:
     kind, path = "fd", f"/proc/{os.getpid()}/fd/{fd}"
     if reg.name is not None and st.st_nlink > 0:
         try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
-            kind = "path"
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            path = os.path.abspath(reg.name)
-            kind = "path"
+            target = os.path.abspath(reg.name)
+        # " (deleted)": the name we opened is gone (another hard link may remain)
+        if not target.endswith(" (deleted)"):
+            kind, path = "path", target
     ref = ArrayRef(
         kind,
         path,

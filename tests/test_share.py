@@ -452,3 +452,13 @@ def test_reducer_is_registered_whatever_the_import_order(code):
         "assert len(F.dumps(a[::-1])) < 1024; assert np.ndarray in F._extra_reducers"
     )
     subprocess.run([sys.executable, "-c", code + check], check=True, timeout=60)
+
+
+def test_file_unlinked_but_hard_linked_elsewhere_travels_by_descriptor(npy_file, tmp_path):
+    a = mmarray.open(npy_file, "r+")
+    os.link(npy_file, tmp_path / "other-name.npy")
+    os.unlink(npy_file)
+    data, b = fp_roundtrip(a[3:5])
+    assert len(data) < 1024
+    b[...] = -7
+    assert (a[3:5] == -7).all()
