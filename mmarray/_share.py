@@ -426,6 +426,10 @@ def shared(
     ``multiprocessing.shared_memory.SharedMemory(name)`` opens (its ``buf``
     holds the header, then the data).
 
+    The pages are reserved at creation (``posix_fallocate``), so a ``/dev/shm``
+    too small for the array (64 MB by default in containers) fails here with
+    ``OSError(ENOSPC)`` rather than with ``SIGBUS`` later.
+
     Lifetime is explicit: the memory exists until :func:`unlink` (or a reboot),
     whoever created it and whichever processes exit. mmarray never registers it
     with multiprocessing's resource tracker. (Attaching with ``SharedMemory(name)``
@@ -474,7 +478,14 @@ def shared(
         ok = False
         try:
             os.fchmod(fd, 0o600)
-            os.ftruncate(fd, total)
+            try:
+                # reserve the pages now: a full /dev/shm fails here with ENOSPC
+                # instead of killing a process with SIGBUS at its first write
+                os.posix_fallocate(fd, 0, total)
+            except OSError as e:
+                raise OSError(
+                    e.errno, f"cannot reserve {total} bytes of shared memory: {e.strerror}", path
+                ) from None
             os.pwrite(fd, header, 0)
             reg = Region(fd, total, 0, access="w", name=path)
             arr = _ndarray(reg, dt, shp, len(header))

@@ -118,3 +118,12 @@ def test_attach_by_name_in_another_process(name, method):
     p.join(30)
     assert (a[0] == 123).all() and not a[1:].any()
     assert os.path.exists("/dev/shm/" + name)  # nobody unlinked it behind our back
+
+
+def test_too_big_for_dev_shm_fails_at_creation(name):
+    import errno
+
+    with pytest.raises(OSError) as ei:
+        mmarray.shared(name, 10**14, "u1", create=True)
+    assert ei.value.errno in (errno.ENOSPC, errno.EFBIG)
+    assert not os.path.exists("/dev/shm/" + name)  # nothing left behind
