@@ -25,8 +25,7 @@ $(STAMP): pyproject.toml setup.py
 venv: $(STAMP)  ## create .venv and install mmarray with its test and lint extras
 
 $(SO): $(STAMP) $(SRC)
-	MMARRAY_CFLAGS="$(WERROR)" $(PY) setup.py -q build_ext --inplace --force 2>&1 | grep -v -e "Beta" -e "warnings.warn" || true
-	test -f $@
+	MMARRAY_CFLAGS="$(WERROR)" $(PY) setup.py -q build_ext --inplace --force
 
 build: $(SO)  ## compile mmarray._core in place (-Wall -Wextra -Werror)
 
@@ -45,7 +44,7 @@ bench: build  ## benchmarks against numpy and the multiprocessing recipes; print
 
 asan: $(STAMP)  ## the test suite under AddressSanitizer + UBSan, then rebuild normally
 	MMARRAY_CFLAGS="$(WERROR) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-		$(PY) setup.py -q build_ext --inplace --force 2>&1 | grep -v -e "Beta" -e "warnings.warn" || true
+		$(PY) setup.py -q build_ext --inplace --force
 	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(PYTEST) -q -m "not slow" -p no:cacheprovider; \
 		rc=$$?; touch src/module.c; $(MAKE) build; exit $$rc

@@ -6,6 +6,7 @@ once: no parsing, no copy, pages loaded on first touch.
 
 from ._api import Region, anonymous, create, open, region
 from ._core import PAGESIZE
+from ._lock import lock
 from ._memmap import memmap
 from ._pages import (
     DiskUsage,
@@ -19,9 +20,12 @@ from ._pages import (
     punch,
     residency,
 )
+from ._parallel import map_chunks
+from ._share import ArrayRef, _install_reducer, share, shared, unlink
 from ._version import __version__
 
 __all__ = [
+    "ArrayRef",
     "PAGESIZE",
     "DiskUsage",
     "Region",
@@ -34,10 +38,17 @@ __all__ = [
     "evict",
     "extents",
     "grow",
+    "lock",
+    "map_chunks",
     "memmap",
     "open",
     "prefetch",
     "punch",
     "region",
     "residency",
+    "share",
+    "shared",
+    "unlink",
 ]
+
+_install_reducer()  # arrays sent through multiprocessing travel by reference

@@ -307,9 +307,11 @@ def anonymous(
     shape : int or tuple of ints
     dtype : data-type
     shared : bool
-        ``True`` (``MAP_SHARED``): processes forked after this call see each
-        other's writes. ``False`` (``MAP_PRIVATE``): after a fork, each process
-        keeps its own copy of whatever it writes (copy-on-write).
+        ``True`` (``MAP_SHARED`` over a memfd): every process that has the
+        array, forked after this call or sent it through ``multiprocessing``
+        (see ``docs/sharing.md``), sees the others' writes. ``False``
+        (``MAP_PRIVATE``): after a fork, each process keeps its own copy of
+        whatever it writes (copy-on-write).
     order : {'C', 'F'}
 
     Examples

@@ -144,7 +144,7 @@ def _refuse_private_writes(reg: Region, what: str) -> None:
 
 def _fd_of(reg: Region, what: str) -> int:
     fd = reg.fileno()
-    if fd < 0:
+    if fd < 0 or reg.is_anonymous:  # shared anonymous memory has a memfd, but no file
         raise ValueError(f"{what} needs a file-backed array; this one is anonymous memory")
     return fd
 

@@ -21,6 +21,7 @@ typedef struct {
     int fd;               /* owned descriptor, -1 for anonymous memory or after close */
     int access;           /* mm_access */
     int shared;           /* MAP_SHARED (1) or MAP_PRIVATE (0) */
+    int anonymous;        /* made by Region.anonymous (memfd or MAP_ANONYMOUS) */
     int closed;           /* close() was called: no new exports, unmap at last release */
     Py_ssize_t exports;   /* live buffer exports */
     PyObject *name;       /* path (str) or None, for messages and repr */
@@ -35,8 +36,6 @@ typedef struct {
 int mm_region_add_type(PyObject *module);
 int mm_region_check(PyObject *module, PyObject *obj);
 
-/* Fills *view with a read-only or writable export of obj's region (counted as an
-   export), for kernels that need the memory to stay mapped while they run. */
 
 /* ---- helpers (util.c) ---------------------------------------------------- */
 

@@ -319,7 +319,7 @@ pages_fadvise(PyObject *module, PyObject *args)
         goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.len == 0 || sp.r->fd < 0) { /* nothing to do, or anonymous memory */
+    if (sp.len == 0 || sp.r->fd < 0 || sp.r->anonymous) { /* nothing to do, or anonymous memory */
         res = Py_NewRef(Py_False);
         goto done;
     }
@@ -357,7 +357,7 @@ pages_writeback(PyObject *module, PyObject *args)
         goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.len == 0 || sp.r->fd < 0) {
+    if (sp.len == 0 || sp.r->fd < 0 || sp.r->anonymous) {
         res = Py_NewRef(Py_False);
         goto done;
     }
@@ -396,7 +396,7 @@ pages_punch(PyObject *module, PyObject *args)
         goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.r->fd < 0) {
+    if (sp.r->fd < 0 || sp.r->anonymous) {
         PyErr_SetString(PyExc_ValueError, "punch needs a file-backed region (this one is anonymous)");
         goto done;
     }

@@ -278,7 +278,7 @@ region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"length", "shared", NULL};
     long long length;
-    int shared = 1;
+    int shared = 1, fd;
     mm_region *self = NULL;
     void *p;
 
@@ -297,13 +297,31 @@ region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
         goto fail;
     self->access = shared ? MM_ACCESS_WRITE : MM_ACCESS_COPY;
     self->shared = shared;
+    self->anonymous = 1;
     self->size = (Py_ssize_t)length;
+    if (shared) {
+        /* A memfd rather than MAP_ANONYMOUS: other processes can map it through the
+         * descriptor (fileno()), it is freed when its last descriptor and mapping are gone,
+         * and it does not live in /dev/shm, so that mount's size does not limit it. */
+        fd = memfd_create("mmarray", MFD_CLOEXEC);
+        if (fd < 0) {
+            mm_set_oserror(errno, "memfd_create", NULL);
+            goto fail;
+        }
+        self->fd = fd;
+        if (ftruncate(fd, (off_t)length) != 0) {
+            mm_set_oserror(errno, "ftruncate", NULL);
+            goto fail;
+        }
+    }
     if (length == 0) {
         self->data = mm_empty;
         goto done;
     }
-    p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE,
-             (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+    if (shared)
+        p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
+    else
+        p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         mm_set_oserror(errno, "mmap", NULL);
         goto fail;
@@ -477,7 +495,7 @@ region_repr(mm_region *self)
 {
     const char *state = self->closed ? (self->map_base != NULL ? "closing" : "closed") : "open";
     const char *kind = self->shared ? "shared" : "private";
-    if (self->name == Py_None && self->fd < 0 && self->offset == 0)
+    if (self->anonymous)
         return PyUnicode_FromFormat("<mmarray.Region %s anonymous %s size=%zd access='%c' exports=%zd>",
                                     state, kind, self->size, self->access, self->exports);
     return PyUnicode_FromFormat("<mmarray.Region %s %R %s offset=%lld size=%zd access='%c' exports=%zd>",
@@ -500,6 +518,8 @@ get_mapped(mm_region *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->m
 static PyObject *
 get_exports(mm_region *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->exports); }
 static PyObject *
+get_anonymous(mm_region *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->anonymous); }
+static PyObject *
 get_name(mm_region *self, void *Py_UNUSED(c)) { return Py_NewRef(self->name); }
 static PyObject *
 get_address(mm_region *self, void *Py_UNUSED(c))
@@ -519,6 +539,7 @@ static PyGetSetDef region_getset[] = {
     {"closed", (getter)get_closed, NULL, "True once close() was called.", NULL},
     {"mapped", (getter)get_mapped, NULL, "True while the memory is mapped.", NULL},
     {"exports", (getter)get_exports, NULL, "Number of live buffer exports (arrays, memoryviews).", NULL},
+    {"is_anonymous", (getter)get_anonymous, NULL, "True for memory that belongs to no file.", NULL},
     {"name", (getter)get_name, NULL, "The path the region maps, or None.", NULL},
     {"address", (getter)get_address, NULL, "Address of the first byte, as an int.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -538,7 +559,7 @@ static PyMethodDef region_methods[] = {
      "msync the given byte range: MS_SYNC then fdatasync of the file (so that its size\n"
      "reaches the disk too), or only MS_ASYNC when sync is False."},
     {"fileno", (PyCFunction)region_fileno, METH_NOARGS,
-     "fileno()\n--\n\nThe region's own descriptor of the mapped file (-1 when anonymous)."},
+     "fileno()\n--\n\nThe region's own descriptor of the mapped file (a memfd for shared anonymous\nmemory, -1 for private anonymous memory)."},
     {"__enter__", (PyCFunction)region_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)region_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -163,14 +163,15 @@ def test_region_refcount_is_held_by_arrays_only(raw_file):
 
 def test_anonymous_region_is_zeroed_and_writable():
     r = Region.anonymous(3 * PAGESIZE + 5)
-    assert r.access == "w" and r.shared and r.name is None and r.fileno() == -1
+    assert r.access == "w" and r.shared and r.name is None and r.is_anonymous
+    assert r.fileno() >= 0  # a memfd, so other processes can map it
     a = np.asarray(r)
     assert a.shape == (3 * PAGESIZE + 5,) and not a.any()
     a[:] = 7
     assert memoryview(r)[3 * PAGESIZE + 4] == 7
     p = Region.anonymous(10, shared=False)
-    assert p.access == "c" and not p.shared
-    assert "anonymous" in repr(p)
+    assert p.access == "c" and not p.shared and p.fileno() == -1
+    assert "anonymous" in repr(p) and "anonymous" in repr(r)
 
 
 def test_zero_length_regions(tmp_path):

@@ -1,0 +1,119 @@
+"""Inter-process byte-range locks over an array's bytes (open file description locks)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._api import region
+from ._share import _span
+
+__all__ = ["lock"]
+
+# struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+# (native alignment puts 4 bytes of padding after l_whence, and 4 after l_pid).
+_FLOCK = "hhqqi4x"
+_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
+
+
+def _flock(kind: int, start: int, length: int) -> bytes:
+    return struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0)
+
+
+@contextlib.contextmanager
+def lock(
+    a: np.ndarray[Any, Any], *, shared: bool = False, timeout: float | None = None
+) -> Iterator[None]:
+    """Hold an inter-process lock over the bytes of ``a`` in its backing file.
+
+    An open file description lock (``F_OFD_SETLKW``) on the byte range the array
+    covers: exclusive by default, shared (many readers) with ``shared=True``.
+    Each ``lock()`` opens its own description of the file, so it excludes other
+    threads of this process as well as other processes; overlapping ranges
+    conflict, disjoint ones do not. The lock is released on leaving the block (and
+    by the kernel if the process dies). It is advisory: it only excludes other
+    ``lock()`` calls (or ``fcntl`` locks) on the same file.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        An array over a file (any mode), ``anonymous(shared=True)`` or ``shared()``
+        memory, or a view of one.
+    shared : bool
+        Take a shared (read) lock instead of an exclusive (write) lock.
+    timeout : float, optional
+        Seconds to wait at most; ``None`` waits forever, ``0`` tries once.
+
+    Raises
+    ------
+    TimeoutError
+        The lock was not obtained within ``timeout``.
+    ValueError
+        ``a`` has no backing file (private anonymous memory, an ordinary array, or
+        a closed region).
+
+    Examples
+    --------
+    >>> import mmarray
+    >>> counter = mmarray.anonymous(1, "i8")
+    >>> with mmarray.lock(counter):
+    ...     counter[0] += 1
+    >>> int(counter[0])
+    1
+    """
+    reg = region(a)
+    if reg is None or reg.closed or reg.fileno() < 0:
+        raise ValueError(
+            "lock() needs an array over a file, anonymous(shared=True) or shared() memory "
+            "whose region is open"
+        )
+    fd = reg.fileno()
+    low, length, _ = _span(a)
+    start = reg.offset + (low - reg.address if length else 0)
+    length = max(length, 1)  # l_len 0 would mean "to the end of the file"
+    kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
+    proc = f"/proc/self/fd/{fd}"
+    try:
+        lfd = os.open(proc, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CLOEXEC)
+    except PermissionError:
+        if shared:
+            raise
+        raise PermissionError(
+            errno.EACCES, "an exclusive lock needs write permission on the file", reg.name
+        ) from None
+    try:
+        if timeout is None:
+            fcntl.fcntl(lfd, _SETLKW, _flock(kind, start, length))
+        else:
+            deadline = time.monotonic() + timeout
+            pause = 0.0005
+            while True:
+                try:
+                    fcntl.fcntl(lfd, _SETLK, _flock(kind, start, length))
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"could not lock bytes {start}..{start + length} of "
+                        f"{reg.name or 'anonymous memory'} within {timeout} s"
+                    )
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            fcntl.fcntl(lfd, _SETLK, _flock(fcntl.F_UNLCK, start, length))
+    finally:
+        os.close(lfd)
