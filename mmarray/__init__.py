@@ -7,6 +7,15 @@ once: no parsing, no copy, pages loaded on first touch.
 from ._api import Region, anonymous, create, open, region
 from ._core import PAGESIZE
 from ._memmap import memmap
+from ._stats import (
+    median,
+    median_estimate,
+    nanmedian,
+    nanpercentile,
+    nanquantile,
+    percentile,
+    quantile,
+)
 from ._version import __version__
 
 __all__ = [
@@ -15,7 +24,14 @@ __all__ = [
     "__version__",
     "anonymous",
     "create",
+    "median",
+    "median_estimate",
     "memmap",
+    "nanmedian",
+    "nanpercentile",
+    "nanquantile",
     "open",
+    "percentile",
+    "quantile",
     "region",
 ]
