@@ -65,3 +65,15 @@ def ndarray(
     fortran: bool = False,
     subtype: type[np.ndarray[Any, Any]] | None = None,
 ) -> np.ndarray[Any, Any]: ...
+
+# selection kernels (kernels.c): median and quantiles
+def select(
+    x: np.ndarray[Any, Any],
+    r: int,
+    ranks: np.ndarray[Any, Any],
+    workers: int = 1,
+    progress: Any = None,
+) -> np.ndarray[Any, Any]: ...
+def count_nan(
+    x: np.ndarray[Any, Any], r: int, workers: int = 1, progress: Any = None
+) -> np.ndarray[Any, Any]: ...

@@ -41,6 +41,7 @@ __all__ = [
 Axis = int | Sequence[int] | None
 Progress = bool | Callable[[float], Any]
 
+_numpy: Any = np  # untyped handle for the fallbacks to numpy
 _PROGRESS_MIN = 1 << 24  # elements below which no progress bar is drawn
 _NANMEDIAN_SMALL = 600  # numpy's nanmedian switches to masked arrays below this lane length
 
@@ -157,9 +158,7 @@ class _Plan:
         r = np.subtract(b, a)
         return bool(np.any(((b ^ a) & (b ^ r)) < 0))
 
-    def finish(
-        self, P: np.ndarray, out: np.ndarray | None, weak_q: bool, inexact: bool
-    ) -> Any:
+    def finish(self, P: np.ndarray, out: np.ndarray | None, weak_q: bool, inexact: bool) -> Any:
         """numpy's quantile from the selected values P (one row per rank of self.ranks)."""
         if self.take:
             index = self.vi
@@ -198,9 +197,7 @@ def _lerp(a: Any, b: Any, t: Any, out: np.ndarray | None = None) -> Any:
         res = _as_array(np.add(a, diff * t))
     else:
         res = np.add(a, diff * t, out=out)
-    np.subtract(
-        b, diff * (1 - t), out=res, where=t >= 0.5, casting="unsafe", dtype=type(res.dtype)
-    )
+    np.subtract(b, diff * (1 - t), out=res, where=t >= 0.5, casting="unsafe", dtype=type(res.dtype))
     if res.ndim == 0 and out is None:
         res = res[()]
     return res
@@ -306,9 +303,7 @@ class _Reporter:
             self.bar.close()
 
 
-def _select(
-    x: np.ndarray, r: int, ranks: np.ndarray, workers: int, progress: Any
-) -> np.ndarray:
+def _select(x: np.ndarray, r: int, ranks: np.ndarray, workers: int, progress: Any) -> np.ndarray:
     return _core.select(x, r, np.ascontiguousarray(ranks, dtype=np.int64), workers, progress)
 
 
@@ -427,7 +422,9 @@ def median(
     """
     arr = _fast_array(a)
     if arr is None:
-        return np.median(a, axis=axis, out=out, overwrite_input=overwrite_input, keepdims=keepdims)
+        return _numpy.median(
+            a, axis=axis, out=out, overwrite_input=overwrite_input, keepdims=keepdims
+        )
     nw = _workers(workers)
     rep = _Reporter(progress, arr.size)
     try:
@@ -525,7 +522,7 @@ def nanmedian(
     """
     arr = _fast_array(a)
     if arr is None:
-        return np.nanmedian(
+        return _numpy.nanmedian(
             a, axis=axis, out=out, overwrite_input=overwrite_input, keepdims=keepdims
         )
     nw = _workers(workers)
@@ -613,8 +610,9 @@ def _nanquantile_kernel(
                 parts[c] = _as_array(plans[c].finish(P, None, weak_q, inexact))
             if q.ndim == 0 and (caught or plans[c].int_overflow(P)):
                 # numpy works on one lane at a time, with scalars: their warnings differ
-                parts[c] = np.array([plans[c].finish(P[:, i], None, weak_q, inexact)
-                                     for i in range(lanes.size)])
+                parts[c] = np.array(
+                    [plans[c].finish(P[:, i], None, weak_q, inexact) for i in range(lanes.size)]
+                )
             else:
                 for w in caught:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -652,7 +650,7 @@ def _quantile_entry(
 ) -> Any:
     arr = _fast_array(a)
     if arr is None or weights is not None or method not in _METHODS or not _q_ok(qa):
-        return getattr(np, name)(
+        return getattr(_numpy, name)(
             a,
             q,
             axis=axis,
@@ -769,7 +767,9 @@ def percentile(
     array([10., 90.])
     """
     if np.asanyarray(q).dtype.kind not in "iuf":
-        return np.percentile(a, q, axis, out, overwrite_input, method, keepdims, weights=weights)
+        return _numpy.percentile(
+            a, q, axis, out, overwrite_input, method, keepdims, weights=weights
+        )
     return _quantile_entry(
         "percentile", a, q, _percent(q), axis, out, overwrite_input, method, keepdims,
         weights, workers, progress,
@@ -798,7 +798,7 @@ def nanpercentile(
     np.float64(2.0)
     """
     if np.asanyarray(q).dtype.kind not in "iuf":
-        return np.nanpercentile(
+        return _numpy.nanpercentile(
             a, q, axis, out, overwrite_input, method, keepdims, weights=weights
         )
     return _quantile_entry(

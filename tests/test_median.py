@@ -35,6 +35,7 @@ METHODS = [
     "midpoint",
     "nearest",
 ]
+FUZZ = int(os.environ.get("MMARRAY_FUZZ", "1"))  # multiplies the hypothesis examples
 FUNCS = ["median", "nanmedian", "quantile", "nanquantile", "percentile", "nanpercentile"]
 
 
@@ -103,14 +104,14 @@ def arrays_and_axis(draw, max_dims=3):
     return a, axis
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=arrays_and_axis(), keepdims=st.booleans(), name=st.sampled_from(FUNCS[:2]))
 def test_median_matches_numpy(data, keepdims, name):
     a, axis = data
     check(name, a, axis=axis, keepdims=keepdims)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=arrays_and_axis(),
     keepdims=st.booleans(),
@@ -260,9 +261,13 @@ def test_mapped_file_larger_than_a_chunk(tmp_path):
     data.tofile(path)
     m = mmarray.open(path, dtype=np.float32)
     assert mmarray.median(m) == np.median(data)
-    np.testing.assert_array_equal(mmarray.quantile(m, [0.01, 0.99]), np.quantile(data, [0.01, 0.99]))
+    np.testing.assert_array_equal(
+        mmarray.quantile(m, [0.01, 0.99]), np.quantile(data, [0.01, 0.99])
+    )
     mm = np.memmap(path, dtype=np.float32, mode="r")
-    same(mmarray.median(mm.reshape(1000, 3000), axis=0), np.median(data.reshape(1000, 3000), axis=0))
+    same(
+        mmarray.median(mm.reshape(1000, 3000), axis=0), np.median(data.reshape(1000, 3000), axis=0)
+    )
 
 
 def test_progress_callable_and_bar():
@@ -313,3 +318,11 @@ def test_median_estimate():
     assert mmarray.median_estimate(np.arange(7), workers=1) == 3.0
     with pytest.raises(ValueError):
         mmarray.median_estimate(a, chunk=0)
+
+
+def test_buckets_deferred_to_later_passes():
+    # 6M int64 in [0, 2**20): every key shares its top 32 bits, the 16 buckets of the
+    # next digit hold 375k keys each: more than one pass can gather at once.
+    a = np.random.default_rng(10).integers(0, 1 << 20, 6_000_000)
+    check("quantile", a, np.linspace(0, 1, 21), method="lower", workers=(2,))
+    check("median", a.astype(np.float64), workers=(2,))
