@@ -900,7 +900,7 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
         }
         else {
             const npy_int64 *all = s.ranks;
-            s.hbins = s.ty->W == 8 ? 1024 : 65536;
+            s.hbins = s.ty->W == 8 ? 1024 : s.ty->W == 16 ? 65536 : 2 * 65536;
             s.h32 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint32_t));
             s.h64 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint64_t));
             s.since_flush = malloc((size_t)s.nthreads * sizeof(npy_intp));

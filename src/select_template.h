@@ -60,9 +60,10 @@ key_f16(const char *p)
 {
     uint16_t b;
     memcpy(&b, p, 2);
-    if ((b & 0x7FFFu) > 0x7C00u)
-        return 0xFFFFu;
-    return (b & 0x8000u) ? (uint16_t)~b : (uint16_t)(b | 0x8000u);
+    /* branch-free: negatives flip all bits, positives the sign bit; NaN -> all ones */
+    uint16_t flip = (uint16_t)((uint16_t)(0u - (uint16_t)(b >> 15)) | 0x8000u);
+    uint16_t nan = (uint16_t)(0u - (uint16_t)((b & 0x7FFFu) > 0x7C00u));
+    return (uint16_t)((b ^ flip) | nan);
 }
 
 static inline uint64_t
@@ -86,9 +87,9 @@ key_f32(const char *p)
 {
     uint32_t b;
     memcpy(&b, p, 4);
-    if ((b & 0x7FFFFFFFu) > 0x7F800000u)
-        return 0xFFFFFFFFu;
-    return (b & 0x80000000u) ? (uint32_t)~b : (b | 0x80000000u);
+    uint32_t flip = (0u - (b >> 31)) | 0x80000000u;
+    uint32_t nan = 0u - (uint32_t)((b & 0x7FFFFFFFu) > 0x7F800000u);
+    return (b ^ flip) | nan;
 }
 
 static inline uint64_t
@@ -112,9 +113,9 @@ key_f64(const char *p)
 {
     uint64_t b;
     memcpy(&b, p, 8);
-    if ((b & 0x7FFFFFFFFFFFFFFFu) > 0x7FF0000000000000u)
-        return UINT64_MAX;
-    return (b & 0x8000000000000000u) ? ~b : (b | 0x8000000000000000u);
+    uint64_t flip = (0u - (b >> 63)) | 0x8000000000000000u;
+    uint64_t nan = 0u - (uint64_t)((b & 0x7FFFFFFFFFFFFFFFu) > 0x7FF0000000000000u);
+    return (b ^ flip) | nan;
 }
 
 /* ---- key -> value ---------------------------------------------------------- */
@@ -207,8 +208,8 @@ store_f64(char *d, uint64_t k)
 /* ---- loops over one strided run ---------------------------------------------- */
 
 /* hist0: counts the first digit (the top 16 bits, or all 8 bits of an 8-bit key).
- * Keys of 8 bits spread over four sub-histograms of 256 bins so that a run of equal
- * values does not serialise on one counter. */
+ * Keys of 8 bits spread over four sub-histograms of 256 bins, 32- and 64-bit keys over
+ * two of 65536, so that runs of equal top digits do not serialise on one counter. */
 #define MM_KERNELS(T, W, KEY)                                                              \
     static void hist0_##T(const char *p, npy_intp cnt, npy_intp st, uint32_t *h)            \
     {                                                                                      \
@@ -223,7 +224,15 @@ store_f64(char *d, uint64_t k)
             for (; i < cnt; i++, p += st)                                                  \
                 h[KEY(p)]++;                                                               \
         }                                                                                  \
+        else if ((W) == 16) {                                                              \
+            for (; i < cnt; i++, p += st)                                                  \
+                h[KEY(p)]++;                                                               \
+        }                                                                                  \
         else {                                                                             \
+            for (; i + 2 <= cnt; i += 2, p += 2 * st) {                                    \
+                h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
+                h[65536 + (KEY(p + st) >> ((W) > 16 ? (W) - 16 : 0))]++;                   \
+            }                                                                              \
             for (; i < cnt; i++, p += st)                                                  \
                 h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
         }                                                                                  \
