@@ -480,7 +480,7 @@ def _nanmedian_kernel(
         return filled
     # numpy applies the 1-d nanmedian lane by lane
     even = ~odd & ~empty
-    res_dtype = np.mean(P[:1, :0], axis=0).dtype if arr.dtype.kind == "f" else np.float64
+    res_dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
     if empty.flat[0]:
         res_dtype = arr.dtype
     result = np.empty(outer, dtype=res_dtype)

@@ -326,3 +326,25 @@ def test_buckets_deferred_to_later_passes():
     a = np.random.default_rng(10).integers(0, 1 << 20, 6_000_000)
     check("quantile", a, np.linspace(0, 1, 21), method="lower", workers=(2,))
     check("median", a.astype(np.float64), workers=(2,))
+
+
+@settings(max_examples=30 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    dtype=st.sampled_from(["f2", "f4", "f8", "i8"]),
+    lanes=st.integers(1, 4),
+    n=st.integers(600, 900),
+    nan_frac=st.sampled_from([0.0, 0.1, 0.9, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+    name=st.sampled_from(["nanmedian", "nanquantile", "median", "quantile"]),
+    method=st.sampled_from(METHODS),
+)
+def test_long_lanes_with_nan_match_numpy(dtype, lanes, n, nan_frac, seed, name, method):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((lanes, n)) * 100).astype(dtype)
+    if a.dtype.kind == "f":
+        a[rng.random(a.shape) < nan_frac] = np.nan
+    if name.endswith("median"):
+        check(name, a, axis=1)
+    else:
+        check(name, a, rng.random(3), axis=1, method=method)
+        check(name, a, 0.5, axis=1, method=method)
