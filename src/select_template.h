@@ -225,6 +225,24 @@ store_f64(char *d, uint64_t k)
                 h[KEY(p)]++;                                                               \
         }                                                                                  \
         else if ((W) == 16) {                                                              \
+            if (st == 2) { /* contiguous: four keys from one 8-byte load */                \
+                for (; i + 4 <= cnt; i += 4, p += 8) {                                     \
+                    uint64_t w8;                                                           \
+                    memcpy(&w8, p, 8);                                                     \
+                    h[KEY((const char *)&w8)]++;                                           \
+                    h[KEY((const char *)&w8 + 2)]++;                                       \
+                    h[KEY((const char *)&w8 + 4)]++;                                       \
+                    h[KEY((const char *)&w8 + 6)]++;                                       \
+                }                                                                          \
+            }                                                                              \
+            for (; i + 4 <= cnt; i += 4, p += 4 * st) {                                    \
+                uint64_t k0 = KEY(p), k1 = KEY(p + st), k2 = KEY(p + 2 * st);              \
+                uint64_t k3 = KEY(p + 3 * st);                                             \
+                h[k0]++;                                                                   \
+                h[k1]++;                                                                   \
+                h[k2]++;                                                                   \
+                h[k3]++;                                                                   \
+            }                                                                              \
             for (; i < cnt; i++, p += st)                                                  \
                 h[KEY(p)]++;                                                               \
         }                                                                                  \
