@@ -31,11 +31,12 @@
 
 #define MM_CHUNK ((npy_intp)1 << 20)        /* elements per task of a long lane */
 #define MM_SHORT ((npy_intp)1 << 20)        /* lanes up to this length: one thread each */
-#define MM_GATHER_ONE ((npy_intp)1 << 20)   /* a bucket this small is gathered */
-#define MM_GATHER_ALL ((npy_intp)1 << 22)   /* keys gathered in one pass, all buckets */
+#define MM_GATHER_ONE ((npy_intp)1 << 22)   /* a bucket this small is gathered */
+#define MM_GATHER_ALL ((npy_intp)1 << 24)   /* keys gathered in one pass, all buckets */
+#define MM_STAGE 64                         /* keys a thread stages before a gather write */
 #define MM_HIST_BUDGET ((size_t)64 << 20)   /* bytes of narrowing histograms, all threads */
 #define MM_PARALLEL_MIN ((npy_intp)1 << 16) /* fewer elements: run inline, GIL held */
-#define MM_MAX_WORKERS 1024
+#define MM_MAX_WORKERS 256
 #define MM_POLL_NS 50000000L /* the calling thread wakes every 50 ms */
 
 enum { T_GATHER = 1, T_HIST = 2 };
@@ -53,18 +54,27 @@ typedef struct {
 } mm_target;
 
 struct mm_filter {
-    uint64_t bitmap[65536 / 64]; /* top digits that an active target has */
-    int32_t *first;              /* top digit -> index of its first active target */
-    mm_target **active;          /* sorted by key order */
-    int nactive;
+    /* bitmap[L-1]: the last known digit of every active target at level L, so that a
+     * key is looked at only if one of its digits matches (a few false positives) */
+    uint64_t bitmap[3][65536 / 64];
+    int deep;             /* targets at level 2 or 3 are active */
+    int32_t *first;       /* top digit -> index in active of the level-1 target */
+    mm_target **active;   /* level-1 targets */
+    mm_target **deeper;   /* targets at level 2 and 3 */
+    int nactive, ndeeper;
     int W;
     uint64_t *slots; /* per thread: nslots histograms of 65536 counters */
     int nslots;
     atomic_llong *fill; /* per gathered target */
+    mm_target **gathered; /* by fill index */
+    int ngather;
+    uint64_t *stage;   /* per thread and gathered target: MM_STAGE keys */
+    int *staged;       /* per thread and gathered target: keys staged */
 };
 typedef struct mm_filter mm_filter;
 
-static void mm_filter_hit(mm_filter *f, int tid, uint64_t k, uint32_t top);
+static void mm_filter_hit(mm_filter *f, int tid, uint64_t k);
+static void flush_stage(mm_filter *f, int tid, int g);
 
 #include "select_template.h"
 
@@ -158,6 +168,7 @@ typedef struct {
     uint64_t *h64;
     npy_intp *since_flush;
     mm_filter filt;
+    uint64_t *outk; /* keys of the current long lane's ranks */
     /* short lanes */
     uint64_t **tbuf;
     npy_intp lanes_per_task;
@@ -510,29 +521,65 @@ task_filter(mm_job *job, int tid, npy_intp t)
     npy_intp i0 = t * MM_CHUNK, i1 = s->n - i0 < MM_CHUNK ? s->n : i0 + MM_CHUNK;
     mm_run_arg a = {s, tid};
     for_runs(s, s->lane, i0, i1, run_filter, &a);
+    for (int g = 0; g < s->filt.ngather; g++)
+        if (s->filt.staged[(size_t)tid * (size_t)s->filt.ngather + (size_t)g] > 0)
+            flush_stage(&s->filt, tid, g);
+}
+
+/* Moves a thread's staged keys of gathered target g into the target's buffer: one
+ * atomic add per MM_STAGE keys, so threads rarely touch the same counter. */
+static void
+flush_stage(mm_filter *f, int tid, int g)
+{
+    size_t idx = (size_t)tid * (size_t)f->ngather + (size_t)g;
+    mm_target *t = f->gathered[g];
+    long long n = f->staged[idx];
+    long long at = atomic_fetch_add_explicit(&f->fill[g], n, memory_order_relaxed);
+    for (long long i = 0; i < n; i++)
+        if (at + i < (long long)t->count) /* more keys than counted: the array changed */
+            t->buf[at + i] = f->stage[idx * MM_STAGE + (size_t)i];
+    f->staged[idx] = 0;
 }
 
 static void
-mm_filter_hit(mm_filter *f, int tid, uint64_t k, uint32_t top)
+mm_filter_hit(mm_filter *f, int tid, uint64_t k)
 {
-    for (int j = f->first[top]; j < f->nactive; j++) {
-        mm_target *t = f->active[j];
-        int shift = f->W - 16 * t->level;
-        if ((uint32_t)(t->prefix >> (16 * (t->level - 1))) != top)
-            break;
-        if ((k >> shift) != t->prefix)
-            continue;
-        if (t->mode == T_GATHER) {
-            long long i = atomic_fetch_add_explicit(&f->fill[t->slot], 1, memory_order_relaxed);
-            if (i < t->count)
-                t->buf[i] = k;
+    uint32_t top = (uint32_t)(k >> (f->W - 16));
+    mm_target *t = NULL;
+    int shift;
+    if ((f->bitmap[0][top >> 6] >> (top & 63)) & 1u)
+        t = f->active[f->first[top]];
+    else {
+        for (int j = 0; j < f->ndeeper; j++) {
+            mm_target *d = f->deeper[j];
+            if ((k >> (f->W - 16 * d->level)) == d->prefix) {
+                t = d;
+                break;
+            }
         }
-        else {
-            size_t h = ((size_t)tid * (size_t)f->nslots + (size_t)t->slot) * 65536u;
-            f->slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
-        }
-        return;
     }
+    if (t == NULL)
+        return;
+    shift = f->W - 16 * t->level;
+    if (t->mode == T_GATHER) {
+        size_t g = (size_t)tid * (size_t)f->ngather + (size_t)t->slot;
+        f->stage[g * MM_STAGE + (size_t)f->staged[g]++] = k;
+        if (f->staged[g] == MM_STAGE)
+            flush_stage(f, tid, t->slot);
+    }
+    else {
+        size_t h = ((size_t)tid * (size_t)f->nslots + (size_t)t->slot) * 65536u;
+        f->slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
+    }
+}
+
+static void
+task_gselect(mm_job *job, int tid, npy_intp g)
+{
+    mm_sel *s = job->s;
+    mm_target *t = s->filt.gathered[g];
+    (void)tid;
+    multiselect(t->buf, 0, t->count, s->ranks, t->base, t->r0, t->r1, s->outk);
 }
 
 static void
@@ -575,15 +622,6 @@ task_nans(mm_job *job, int tid, npy_intp t)
 }
 
 /* ---- one long lane ------------------------------------------------------------------ */
-
-static int
-cmp_target(const void *a, const void *b)
-{
-    const mm_target *x = *(mm_target *const *)a, *y = *(mm_target *const *)b;
-    /* Buckets are disjoint: comparing the prefixes aligned to 64 bits is key order. */
-    uint64_t u = x->prefix << (64 - 16 * x->level), v = y->prefix << (64 - 16 * y->level);
-    return (u > v) - (u < v);
-}
 
 static void
 set_changed_error(void)
@@ -681,7 +719,10 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
     while (npend > 0) {
         npy_intp gathered = 0;
         int nslots = 0, ngather = 0;
+        uint32_t digit;
         f->nactive = 0;
+        f->ndeeper = 0;
+        memset(f->bitmap, 0, sizeof(f->bitmap));
         for (npy_intp i = 0; i < npend; i++) {
             mm_target *t = &pend[i];
             t->mode = 0;
@@ -695,20 +736,22 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
                 t->slot = ngather++;
                 gathered += t->count;
             }
-            else if (t->count > MM_GATHER_ONE && nslots < maxslots) {
+            else if (nslots < maxslots) { /* too big, or the gather budget is spent */
                 t->mode = T_HIST;
                 t->slot = nslots++;
             }
-            if (t->mode)
+            if (t->mode == 0)
+                continue;
+            digit = (uint32_t)(t->prefix & 0xFFFFu);
+            f->bitmap[t->level - 1][digit >> 6] |= (uint64_t)1 << (digit & 63);
+            if (t->level == 1) {
+                f->first[digit] = f->nactive;
                 f->active[f->nactive++] = t;
+            }
+            else
+                f->deeper[f->ndeeper++] = t;
         }
-        qsort(f->active, (size_t)f->nactive, sizeof(mm_target *), cmp_target);
-        memset(f->bitmap, 0, sizeof(f->bitmap));
-        for (int j = f->nactive - 1; j >= 0; j--) {
-            uint32_t top = (uint32_t)(f->active[j]->prefix >> (16 * (f->active[j]->level - 1)));
-            f->bitmap[top >> 6] |= (uint64_t)1 << (top & 63);
-            f->first[top] = j;
-        }
+        f->deep = f->ndeeper > 0;
         f->W = W;
         f->nslots = nslots;
         f->slots = NULL;
@@ -720,30 +763,40 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
                 goto pass_fail;
             }
         }
+        f->ngather = ngather;
         f->fill = malloc((size_t)(ngather > 0 ? ngather : 1) * sizeof(atomic_llong));
-        if (f->fill == NULL) {
+        f->gathered = malloc((size_t)(ngather > 0 ? ngather : 1) * sizeof(mm_target *));
+        f->stage = malloc((size_t)nth * (size_t)(ngather > 0 ? ngather : 1) * MM_STAGE *
+                          sizeof(uint64_t));
+        f->staged = calloc((size_t)nth * (size_t)(ngather > 0 ? ngather : 1), sizeof(int));
+        if (f->fill == NULL || f->gathered == NULL || f->stage == NULL || f->staged == NULL) {
             PyErr_NoMemory();
             goto pass_fail;
         }
         for (int g = 0; g < ngather; g++)
             atomic_init(&f->fill[g], 0);
+        for (npy_intp i = 0; i < npend; i++)
+            if (pend[i].mode == T_GATHER)
+                f->gathered[pend[i].slot] = &pend[i];
         {
             double pb = lb + lw * (1.0 - 0.4 / pass), ps = lw * (0.4 / pass - 0.4 / (pass + 1));
             if (run_job(s, task_filter, ntasks, s->n, pb, ps) < 0)
                 goto pass_fail;
         }
         pass++;
+        for (int g = 0; g < ngather; g++) {
+            if ((npy_intp)atomic_load(&f->fill[g]) != f->gathered[g]->count) {
+                set_changed_error();
+                goto pass_fail;
+            }
+        }
+        s->outk = outk; /* the gathered buckets are solved in parallel */
+        if (run_job(s, task_gselect, ngather, gathered, lb + lw * (1.0 - 0.4 / pass), 0.0) < 0)
+            goto pass_fail;
         nnext = 0;
         for (npy_intp i = 0; i < npend; i++) {
             mm_target *t = &pend[i];
-            if (t->mode == T_GATHER) {
-                if ((npy_intp)atomic_load(&f->fill[t->slot]) != t->count) {
-                    set_changed_error();
-                    goto pass_fail;
-                }
-                multiselect(t->buf, 0, t->count, s->ranks, t->base, t->r0, t->r1, outk);
-            }
-            else if (t->mode == T_HIST) {
+            if (t->mode == T_HIST) {
                 memset(total, 0, 65536u * sizeof(uint64_t));
                 for (int th = 0; th < nth; th++) {
                     const uint64_t *h = f->slots + ((size_t)th * (size_t)nslots + (size_t)t->slot) * 65536u;
@@ -753,7 +806,7 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
                 if (split_target(s, t, total, 65536, levels, outk, next, &nnext) < 0)
                     goto pass_fail;
             }
-            else
+            else if (t->mode == 0) /* deferred to the next pass */
                 next[nnext++] = *t;
         }
         for (npy_intp i = 0; i < npend; i++) {
@@ -762,6 +815,12 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
         }
         free(f->slots);
         free(f->fill);
+        free(f->gathered);
+        free(f->stage);
+        free(f->staged);
+        f->gathered = NULL;
+        f->stage = NULL;
+        f->staged = NULL;
         f->slots = NULL;
         f->fill = NULL;
         {
@@ -778,6 +837,12 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
         }
         free(f->slots);
         free(f->fill);
+        free(f->gathered);
+        free(f->stage);
+        free(f->staged);
+        f->gathered = NULL;
+        f->stage = NULL;
+        f->staged = NULL;
         f->slots = NULL;
         f->fill = NULL;
         goto done;
@@ -900,15 +965,19 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
         }
         else {
             const npy_int64 *all = s.ranks;
+            npy_intp chunks = (s.n + MM_CHUNK - 1) / MM_CHUNK;
+            if (s.nthreads > chunks) /* no more per-thread tables than there are chunks */
+                s.nthreads = (int)chunks;
             s.hbins = s.ty->W == 8 ? 1024 : s.ty->W == 16 ? 65536 : 2 * 65536;
             s.h32 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint32_t));
             s.h64 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint64_t));
             s.since_flush = malloc((size_t)s.nthreads * sizeof(npy_intp));
             s.filt.first = malloc(65536u * sizeof(int32_t));
             s.filt.active = malloc((size_t)s.m * sizeof(mm_target *));
+            s.filt.deeper = malloc((size_t)s.m * sizeof(mm_target *));
             outk = malloc((size_t)s.m * sizeof(uint64_t));
             if (s.h32 == NULL || s.h64 == NULL || s.since_flush == NULL || s.filt.first == NULL ||
-                s.filt.active == NULL || outk == NULL) {
+                s.filt.active == NULL || s.filt.deeper == NULL || outk == NULL) {
                 PyErr_NoMemory();
                 goto done;
             }
@@ -935,6 +1004,7 @@ done:
     free(s.since_flush);
     free(s.filt.first);
     free(s.filt.active);
+    free(s.filt.deeper);
     free(outk);
     Py_XDECREF(out);
     Py_XDECREF(rk);

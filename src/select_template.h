@@ -257,12 +257,19 @@ store_f64(char *d, uint64_t k)
     }                                                                                      \
     static void filter_##T(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid) \
     {                                                                                      \
-        const uint64_t *bm = f->bitmap;                                                    \
+        const uint64_t *b1 = f->bitmap[0], *b2 = f->bitmap[1], *b3 = f->bitmap[2];         \
+        const int deep = (W) == 64 && f->deep;                                             \
         for (npy_intp i = 0; i < cnt; i++, p += st) {                                      \
             uint64_t k = KEY(p);                                                           \
-            uint32_t top = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                     \
-            if ((bm[top >> 6] >> (top & 63)) & 1u)                                         \
-                mm_filter_hit(f, tid, k, top);                                             \
+            uint32_t d1 = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                      \
+            uint64_t hit = (b1[d1 >> 6] >> (d1 & 63)) & 1u;                                \
+            if (deep) {                                                                    \
+                uint32_t d2 = (uint32_t)(k >> 32) & 0xFFFFu, d3 = (uint32_t)(k >> 16) & 0xFFFFu; \
+                hit |= (b2[d2 >> 6] >> (d2 & 63)) & 1u;                                    \
+                hit |= (b3[d3 >> 6] >> (d3 & 63)) & 1u;                                    \
+            }                                                                              \
+            if (hit)                                                                       \
+                mm_filter_hit(f, tid, k);                                                  \
         }                                                                                  \
     }                                                                                      \
     static void load_##T(const char *p, npy_intp cnt, npy_intp st, uint64_t *out)           \

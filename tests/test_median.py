@@ -348,3 +348,11 @@ def test_long_lanes_with_nan_match_numpy(dtype, lanes, n, nan_frac, seed, name, 
     else:
         check(name, a, rng.random(3), axis=1, method=method)
         check(name, a, 0.5, axis=1, method=method)
+
+
+@pytest.mark.slow
+def test_gather_budget_spent_defers_buckets():
+    # 20M int64 in [0, 2**20): 16 buckets of 1.25M keys hold 26 ranks, more than one
+    # pass may gather, so some buckets wait for the next pass.
+    a = np.random.default_rng(3).integers(0, 1 << 20, 20_000_000)
+    check("quantile", a, np.linspace(0, 1, 26), method="lower", workers=(2,))
