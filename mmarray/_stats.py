@@ -275,7 +275,8 @@ class _Reporter:
         if self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=1000, unit="‰", desc="mmarray", leave=False)
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+            self.bar = tqdm(total=1000, desc="mmarray", leave=False, bar_format=fmt)
         self.bar.n = int(frac * 1000)
         self.bar.refresh()
 
