@@ -22,6 +22,15 @@ from ._pages import (
 )
 from ._parallel import map_chunks
 from ._share import ArrayRef, _install_reducer, share, shared, unlink
+from ._stats import (
+    median,
+    median_estimate,
+    nanmedian,
+    nanpercentile,
+    nanquantile,
+    percentile,
+    quantile,
+)
 from ._version import __version__
 
 __all__ = [
@@ -40,10 +49,17 @@ __all__ = [
     "grow",
     "lock",
     "map_chunks",
+    "median",
+    "median_estimate",
     "memmap",
+    "nanmedian",
+    "nanpercentile",
+    "nanquantile",
     "open",
     "prefetch",
     "punch",
+    "percentile",
+    "quantile",
     "region",
     "residency",
     "share",

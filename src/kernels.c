@@ -1,9 +1,1085 @@
-/* Selection and histogram kernels (median, quantiles): filled in by the median work. */
+/* Selection kernels: exact order statistics of strided lanes (median, quantiles).
+ *
+ * Python hands over an array whose last r axes form one lane (the elements reduced
+ * together) and whose first axes enumerate the lanes, plus the sorted ranks wanted in
+ * every lane.  The kernels return the values at those ranks in numpy's sort order
+ * (NaN last); mmarray/_stats.py turns them into numpy's exact results.
+ *
+ * Long lanes are solved one after the other by radix selection: a histogram of the
+ * key's top digit over fixed chunks of the lane, spread over worker threads with
+ * one histogram per thread merged after the join; then, for 32- and 64-bit keys,
+ * filtered passes that either gather a small bucket into memory or histogram the
+ * next 16 bits of a big one.  Many short lanes run in parallel across lanes, each
+ * copied into a per-thread buffer and solved by an in-memory multi-select.
+ *
+ * The chunking never depends on the number of threads and every merge is a sum of
+ * counts, so results do not depend on `workers`.  The calling thread waits with the
+ * GIL released in short slices, runs Python's signal handlers and the progress
+ * callback between them, and cancels the workers on an exception. */
 #include "mmarray.h"
+
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL MMARRAY_ARRAY_API
+#include <numpy/arrayobject.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MM_CHUNK ((npy_intp)1 << 20)        /* elements per task of a long lane */
+#define MM_SHORT ((npy_intp)1 << 20)        /* lanes up to this length: one thread each */
+#define MM_GATHER_ONE ((npy_intp)1 << 22)   /* a bucket this small is gathered */
+#define MM_GATHER_ALL ((npy_intp)1 << 24)   /* keys gathered in one pass, all buckets */
+#define MM_STAGE 64                         /* keys a thread stages before a gather write */
+#define MM_HIST_BUDGET ((size_t)64 << 20)   /* bytes of narrowing histograms, all threads */
+#define MM_PARALLEL_MIN ((npy_intp)1 << 16) /* fewer elements: run inline, GIL held */
+#define MM_MAX_WORKERS 256
+#define MM_POLL_NS 50000000L /* the calling thread wakes every 50 ms */
+
+enum { T_GATHER = 1, T_HIST = 2 };
+
+/* One bucket of keys that holds some of the wanted ranks. */
+typedef struct {
+    uint64_t prefix;   /* the top 16*level bits of the keys in the bucket */
+    int level;         /* digits known */
+    int mode;          /* T_GATHER or T_HIST while active in a pass, else 0 */
+    int slot;          /* T_HIST: histogram slot; T_GATHER: index of its fill counter */
+    npy_intp count;    /* keys in the bucket */
+    npy_intp base;     /* keys of the lane below the bucket */
+    npy_intp r0, r1;   /* the lane's ranks (indexes into the sorted list) in the bucket */
+    uint64_t *buf;     /* T_GATHER: the keys */
+} mm_target;
+
+struct mm_filter {
+    /* bitmap[L-1]: the last known digit of every active target at level L, so that a
+     * key is looked at only if one of its digits matches (a few false positives) */
+    uint64_t bitmap[3][65536 / 64];
+    int deep;             /* targets at level 2 or 3 are active */
+    int32_t *first;       /* top digit -> index in active of the level-1 target */
+    mm_target **active;   /* level-1 targets */
+    mm_target **deeper;   /* targets at level 2 and 3 */
+    int nactive, ndeeper;
+    int W;
+    uint64_t *slots; /* per thread: nslots histograms of 65536 counters */
+    int nslots;
+    atomic_llong *fill; /* per gathered target */
+    mm_target **gathered; /* by fill index */
+    int ngather;
+    uint64_t *stage;   /* per thread and gathered target: MM_STAGE keys */
+    int *staged;       /* per thread and gathered target: keys staged */
+};
+typedef struct mm_filter mm_filter;
+
+static void mm_filter_hit(mm_filter *f, int tid, uint64_t k);
+static void flush_stage(mm_filter *f, int tid, int g);
+
+#include "select_template.h"
+
+/* ---- the dtype table ------------------------------------------------------- */
+
+typedef struct {
+    int W; /* key bits */
+    int isfloat;
+    void (*hist0)(const char *, npy_intp, npy_intp, uint32_t *);
+    void (*filter)(const char *, npy_intp, npy_intp, mm_filter *, int);
+    void (*load)(const char *, npy_intp, npy_intp, uint64_t *);
+    npy_intp (*nans)(const char *, npy_intp, npy_intp);
+    void (*store)(char *, uint64_t);
+} mm_type;
+
+MM_KERNELS(bool, 8, key_bool)
+MM_KERNELS(u8, 8, key_u8)
+MM_KERNELS(i8, 8, key_i8)
+MM_KERNELS(u16, 16, key_u16)
+MM_KERNELS(i16, 16, key_i16)
+MM_KERNELS(f16, 16, key_f16)
+MM_KERNELS(u32, 32, key_u32)
+MM_KERNELS(i32, 32, key_i32)
+MM_KERNELS(f32, 32, key_f32)
+MM_KERNELS(u64, 64, key_u64)
+MM_KERNELS(i64, 64, key_i64)
+MM_KERNELS(f64, 64, key_f64)
+
+#define MM_ROW(T, W, F) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T}
+static const mm_type mm_types[] = {
+    MM_ROW(bool, 8, 0), MM_ROW(u8, 8, 0),   MM_ROW(i8, 8, 0),   MM_ROW(u16, 16, 0),
+    MM_ROW(i16, 16, 0), MM_ROW(f16, 16, 1), MM_ROW(u32, 32, 0), MM_ROW(i32, 32, 0),
+    MM_ROW(f32, 32, 1), MM_ROW(u64, 64, 0), MM_ROW(i64, 64, 0), MM_ROW(f64, 64, 1),
+};
+enum { D_BOOL, D_U8, D_I8, D_U16, D_I16, D_F16, D_U32, D_I32, D_F32, D_U64, D_I64, D_F64 };
+
+/* The table row for a dtype, or NULL (byte-swapped, complex, object, ...). */
+static const mm_type *
+mm_type_of(PyArray_Descr *d)
+{
+    npy_intp size = PyDataType_ELSIZE(d);
+    if (!PyArray_ISNBO(d->byteorder))
+        return NULL;
+    switch (d->kind) {
+    case 'b':
+        return size == 1 ? &mm_types[D_BOOL] : NULL;
+    case 'u':
+        return size == 1   ? &mm_types[D_U8]
+               : size == 2 ? &mm_types[D_U16]
+               : size == 4 ? &mm_types[D_U32]
+               : size == 8 ? &mm_types[D_U64]
+                           : NULL;
+    case 'i':
+        return size == 1   ? &mm_types[D_I8]
+               : size == 2 ? &mm_types[D_I16]
+               : size == 4 ? &mm_types[D_I32]
+               : size == 8 ? &mm_types[D_I64]
+                           : NULL;
+    case 'f':
+        return size == 2   ? &mm_types[D_F16]
+               : size == 4 ? &mm_types[D_F32]
+               : size == 8 ? &mm_types[D_F64]
+                           : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* ---- one call's state ---------------------------------------------------------- */
+
+typedef struct mm_job mm_job;
+typedef void (*mm_task)(mm_job *job, int tid, npy_intp task);
+
+typedef struct {
+    const mm_type *ty;
+    const char *data;
+    int ond, lnd; /* outer (lane-enumerating) and lane dimensions */
+    npy_intp oshape[NPY_MAXDIMS], ostrides[NPY_MAXDIMS];
+    npy_intp lshape[NPY_MAXDIMS], lstrides[NPY_MAXDIMS];
+    npy_intp L, n; /* lanes, elements per lane */
+    const npy_int64 *ranks;
+    npy_intp m, rank_rows;
+    char *out; /* (L, m) values, C order */
+    npy_intp itemsize;
+    int nthreads;
+    PyObject *progress; /* borrowed, or NULL */
+    /* long lanes */
+    const char *lane;
+    int hbins; /* counters per thread in the first-digit histogram */
+    uint32_t *h32;
+    uint64_t *h64;
+    npy_intp *since_flush;
+    mm_filter filt;
+    uint64_t *outk; /* keys of the current long lane's ranks */
+    /* short lanes */
+    uint64_t **tbuf;
+    npy_intp lanes_per_task;
+    /* NaN counts */
+    npy_intp tasks_per_lane;
+    npy_intp *partial;
+} mm_sel;
+
+struct mm_job {
+    mm_sel *s;
+    mm_task fn;
+    npy_intp ntasks;
+    atomic_llong next;
+    atomic_llong done;
+    atomic_int cancel;
+    atomic_int nomem;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running;
+};
+
+static const char *
+lane_ptr(const mm_sel *s, npy_intp l)
+{
+    const char *p = s->data;
+    for (int d = s->ond - 1; d >= 0; d--) {
+        p += (l % s->oshape[d]) * s->ostrides[d];
+        l /= s->oshape[d];
+    }
+    return p;
+}
+
+typedef void (*mm_run)(void *arg, const char *p, npy_intp cnt, npy_intp st);
+
+/* Calls fn on the strided runs that make up elements [i0, i1) of a lane (C order). */
+static void
+for_runs(const mm_sel *s, const char *base, npy_intp i0, npy_intp i1, mm_run fn, void *arg)
+{
+    npy_intp idx[NPY_MAXDIMS];
+    int nd = s->lnd;
+    npy_intp rem = i0, left = i1 - i0;
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = rem % s->lshape[d];
+        rem /= s->lshape[d];
+    }
+    while (left > 0) {
+        const char *p = base;
+        npy_intp run = s->lshape[nd - 1] - idx[nd - 1];
+        for (int d = 0; d < nd; d++)
+            p += idx[d] * s->lstrides[d];
+        if (run > left)
+            run = left;
+        fn(arg, p, run, s->lstrides[nd - 1]);
+        left -= run;
+        idx[nd - 1] += run;
+        for (int d = nd - 1; d > 0 && idx[d] == s->lshape[d]; d--) {
+            idx[d] = 0;
+            idx[d - 1]++;
+        }
+    }
+}
+
+/* ---- the worker pool ----------------------------------------------------------- */
+
+typedef struct {
+    mm_job *job;
+    int tid;
+} mm_thread_arg;
+
+static void
+job_work(mm_job *job, int tid)
+{
+    for (;;) {
+        long long t;
+        if (atomic_load_explicit(&job->cancel, memory_order_relaxed))
+            break;
+        t = atomic_fetch_add(&job->next, 1);
+        if (t >= job->ntasks)
+            break;
+        job->fn(job, tid, (npy_intp)t);
+        atomic_fetch_add(&job->done, 1);
+    }
+}
+
+static void *
+thread_main(void *p)
+{
+    mm_thread_arg *a = p;
+    job_work(a->job, a->tid);
+    pthread_mutex_lock(&a->job->mu);
+    a->job->running--;
+    pthread_cond_signal(&a->job->cv);
+    pthread_mutex_unlock(&a->job->mu);
+    return NULL;
+}
+
+static void
+job_fail_nomem(mm_job *job)
+{
+    atomic_store(&job->nomem, 1);
+    atomic_store(&job->cancel, 1);
+}
+
+/* Runs fn on tasks 0..ntasks-1.  Small jobs run inline with the GIL held; others on
+ * worker threads while this thread polls for signals and reports progress as
+ * pbase + pspan * (fraction of tasks done).  Returns 0, or -1 with an exception set
+ * (the workers have stopped by then). */
+static int
+run_job(mm_sel *s, mm_task fn, npy_intp ntasks, npy_intp nelems, double pbase, double pspan)
+{
+    mm_job job;
+    pthread_t th[MM_MAX_WORKERS];
+    mm_thread_arg targ[MM_MAX_WORKERS];
+    int started = 0, failed = 0, nth = s->nthreads, rc = -1;
+
+    memset(&job, 0, sizeof(job));
+    job.s = s;
+    job.fn = fn;
+    job.ntasks = ntasks;
+    atomic_init(&job.next, 0);
+    atomic_init(&job.done, 0);
+    atomic_init(&job.cancel, 0);
+    atomic_init(&job.nomem, 0);
+    if (ntasks <= 0) {
+        rc = 0;
+        goto done;
+    }
+    if (nelems < MM_PARALLEL_MIN) {
+        job_work(&job, 0);
+        goto finish;
+    }
+    if (nth > ntasks)
+        nth = (int)ntasks;
+    pthread_mutex_init(&job.mu, NULL);
+    pthread_cond_init(&job.cv, NULL);
+    job.running = 0;
+    for (int i = 0; i < nth; i++) {
+        targ[i].job = &job;
+        targ[i].tid = i;
+        pthread_mutex_lock(&job.mu);
+        job.running++;
+        pthread_mutex_unlock(&job.mu);
+        if (pthread_create(&th[i], NULL, thread_main, &targ[i]) != 0) {
+            pthread_mutex_lock(&job.mu);
+            job.running--;
+            pthread_mutex_unlock(&job.mu);
+            break;
+        }
+        started++;
+    }
+    if (started == 0) {
+        /* No thread could start: do the work here, still without the GIL. */
+        Py_BEGIN_ALLOW_THREADS
+        job_work(&job, 0);
+        Py_END_ALLOW_THREADS
+    }
+    for (;;) {
+        int finished;
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec ts;
+        pthread_mutex_lock(&job.mu);
+        if (job.running > 0) {
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += MM_POLL_NS;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec += 1;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&job.cv, &job.mu, &ts);
+        }
+        finished = job.running == 0;
+        pthread_mutex_unlock(&job.mu);
+        Py_END_ALLOW_THREADS
+        if (finished)
+            break;
+        if (!failed) {
+            if (PyErr_CheckSignals() < 0)
+                failed = 1;
+            else if (s->progress != NULL) {
+                double f = (double)atomic_load(&job.done) / (double)ntasks;
+                PyObject *r = PyObject_CallFunction(s->progress, "d", pbase + pspan * f);
+                if (r == NULL)
+                    failed = 1;
+                Py_XDECREF(r);
+            }
+            if (failed)
+                atomic_store(&job.cancel, 1);
+        }
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_cond_destroy(&job.cv);
+    pthread_mutex_destroy(&job.mu);
+    if (failed)
+        goto done;
+finish:
+    if (atomic_load(&job.nomem)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (s->progress != NULL && nelems >= MM_PARALLEL_MIN) {
+        PyObject *r = PyObject_CallFunction(s->progress, "d", pbase + pspan);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    rc = 0;
+done:
+    return rc;
+}
+
+/* ---- in-memory selection on keys --------------------------------------------------- */
+
+static int
+cmp_key(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Reorders a[lo:hi] so that a[k] holds the key of rank k, smaller keys before it and
+ * larger after (introselect: median of three, falls back to a sort if unlucky). */
+static void
+nth_key(uint64_t *a, npy_intp lo, npy_intp hi, npy_intp k)
+{
+    int depth = 0;
+    while (hi - lo > 16) {
+        npy_intp mid = lo + (hi - lo) / 2, i = lo, j = hi - 1;
+        uint64_t x = a[lo], y = a[mid], z = a[hi - 1], pv;
+        if (++depth > 96) {
+            qsort(a + lo, (size_t)(hi - lo), sizeof(uint64_t), cmp_key);
+            return;
+        }
+        pv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        while (i <= j) {
+            while (a[i] < pv)
+                i++;
+            while (a[j] > pv)
+                j--;
+            if (i <= j) {
+                uint64_t t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j + 1;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+    for (npy_intp i = lo + 1; i < hi; i++) {
+        uint64_t v = a[i];
+        npy_intp j = i;
+        for (; j > lo && a[j - 1] > v; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
+}
+
+/* The keys of ranks rk[r0:r1] - off (sorted) among a[lo:hi] go to outk[r0:r1]. */
+static void
+multiselect(uint64_t *a, npy_intp lo, npy_intp hi, const npy_int64 *rk, npy_intp off,
+            npy_intp r0, npy_intp r1, uint64_t *outk)
+{
+    while (r0 < r1) {
+        npy_intp mid = r0 + (r1 - r0) / 2, k = (npy_intp)rk[mid] - off;
+        npy_intp a0 = mid, a1 = mid + 1;
+        nth_key(a, lo, hi, k);
+        while (a0 > r0 && rk[a0 - 1] == rk[mid])
+            a0--;
+        while (a1 < r1 && rk[a1] == rk[mid])
+            a1++;
+        for (npy_intp i = a0; i < a1; i++)
+            outk[i] = a[k];
+        multiselect(a, lo, k, rk, off, r0, a0, outk);
+        lo = k + 1;
+        r0 = a1;
+    }
+}
+
+/* ---- tasks ------------------------------------------------------------------------ */
+
+typedef struct {
+    mm_sel *s;
+    int tid;
+} mm_run_arg;
+
+static void
+run_hist0(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_run_arg *a = arg;
+    a->s->ty->hist0(p, cnt, st, a->s->h32 + (size_t)a->tid * a->s->hbins);
+}
+
+static void
+run_filter(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_run_arg *a = arg;
+    a->s->ty->filter(p, cnt, st, &a->s->filt, a->tid);
+}
+
+typedef struct {
+    const mm_type *ty;
+    uint64_t *cursor;
+    npy_intp nans;
+} mm_load_arg;
+
+static void
+run_load(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_load_arg *a = arg;
+    a->ty->load(p, cnt, st, a->cursor);
+    a->cursor += cnt;
+}
+
+static void
+run_nans(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_load_arg *a = arg;
+    a->nans += a->ty->nans(p, cnt, st);
+}
+
+static void
+task_hist0(mm_job *job, int tid, npy_intp t)
+{
+    mm_sel *s = job->s;
+    npy_intp i0 = t * MM_CHUNK, i1 = s->n - i0 < MM_CHUNK ? s->n : i0 + MM_CHUNK;
+    mm_run_arg a = {s, tid};
+    if (s->since_flush[tid] > (npy_intp)UINT32_MAX - MM_CHUNK) {
+        uint32_t *h = s->h32 + (size_t)tid * s->hbins;
+        uint64_t *g = s->h64 + (size_t)tid * s->hbins;
+        for (int b = 0; b < s->hbins; b++) {
+            g[b] += h[b];
+            h[b] = 0;
+        }
+        s->since_flush[tid] = 0;
+    }
+    s->since_flush[tid] += i1 - i0;
+    for_runs(s, s->lane, i0, i1, run_hist0, &a);
+}
+
+static void
+task_filter(mm_job *job, int tid, npy_intp t)
+{
+    mm_sel *s = job->s;
+    npy_intp i0 = t * MM_CHUNK, i1 = s->n - i0 < MM_CHUNK ? s->n : i0 + MM_CHUNK;
+    mm_run_arg a = {s, tid};
+    for_runs(s, s->lane, i0, i1, run_filter, &a);
+    for (int g = 0; g < s->filt.ngather; g++)
+        if (s->filt.staged[(size_t)tid * (size_t)s->filt.ngather + (size_t)g] > 0)
+            flush_stage(&s->filt, tid, g);
+}
+
+/* Moves a thread's staged keys of gathered target g into the target's buffer: one
+ * atomic add per MM_STAGE keys, so threads rarely touch the same counter. */
+static void
+flush_stage(mm_filter *f, int tid, int g)
+{
+    size_t idx = (size_t)tid * (size_t)f->ngather + (size_t)g;
+    mm_target *t = f->gathered[g];
+    long long n = f->staged[idx];
+    long long at = atomic_fetch_add_explicit(&f->fill[g], n, memory_order_relaxed);
+    for (long long i = 0; i < n; i++)
+        if (at + i < (long long)t->count) /* more keys than counted: the array changed */
+            t->buf[at + i] = f->stage[idx * MM_STAGE + (size_t)i];
+    f->staged[idx] = 0;
+}
+
+static void
+mm_filter_hit(mm_filter *f, int tid, uint64_t k)
+{
+    uint32_t top = (uint32_t)(k >> (f->W - 16));
+    mm_target *t = NULL;
+    int shift;
+    if ((f->bitmap[0][top >> 6] >> (top & 63)) & 1u)
+        t = f->active[f->first[top]];
+    else {
+        for (int j = 0; j < f->ndeeper; j++) {
+            mm_target *d = f->deeper[j];
+            if ((k >> (f->W - 16 * d->level)) == d->prefix) {
+                t = d;
+                break;
+            }
+        }
+    }
+    if (t == NULL)
+        return;
+    shift = f->W - 16 * t->level;
+    if (t->mode == T_GATHER) {
+        size_t g = (size_t)tid * (size_t)f->ngather + (size_t)t->slot;
+        f->stage[g * MM_STAGE + (size_t)f->staged[g]++] = k;
+        if (f->staged[g] == MM_STAGE)
+            flush_stage(f, tid, t->slot);
+    }
+    else {
+        size_t h = ((size_t)tid * (size_t)f->nslots + (size_t)t->slot) * 65536u;
+        f->slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
+    }
+}
+
+static void
+task_gselect(mm_job *job, int tid, npy_intp g)
+{
+    mm_sel *s = job->s;
+    mm_target *t = s->filt.gathered[g];
+    (void)tid;
+    multiselect(t->buf, 0, t->count, s->ranks, t->base, t->r0, t->r1, s->outk);
+}
+
+static void
+task_short(mm_job *job, int tid, npy_intp t)
+{
+    mm_sel *s = job->s;
+    npy_intp l0 = t * s->lanes_per_task;
+    npy_intp l1 = s->L - l0 < s->lanes_per_task ? s->L : l0 + s->lanes_per_task;
+    uint64_t *keys = s->tbuf[tid], *outk;
+    if (keys == NULL) {
+        keys = malloc(((size_t)s->n + (size_t)s->m) * sizeof(uint64_t));
+        if (keys == NULL) {
+            job_fail_nomem(job);
+            return;
+        }
+        s->tbuf[tid] = keys;
+    }
+    outk = keys + s->n;
+    for (npy_intp l = l0; l < l1; l++) {
+        const npy_int64 *rk = s->ranks + (s->rank_rows == 1 ? 0 : l * s->m);
+        mm_load_arg a = {s->ty, keys, 0};
+        char *o = s->out + (size_t)l * (size_t)s->m * (size_t)s->itemsize;
+        for_runs(s, lane_ptr(s, l), 0, s->n, run_load, &a);
+        multiselect(keys, 0, s->n, rk, 0, 0, s->m, outk);
+        for (npy_intp i = 0; i < s->m; i++)
+            s->ty->store(o + i * s->itemsize, outk[i]);
+    }
+}
+
+static void
+task_nans(mm_job *job, int tid, npy_intp t)
+{
+    mm_sel *s = job->s;
+    npy_intp l = t / s->tasks_per_lane, c = t % s->tasks_per_lane;
+    npy_intp i0 = c * MM_CHUNK, i1 = s->n - i0 < MM_CHUNK ? s->n : i0 + MM_CHUNK;
+    mm_load_arg a = {s->ty, NULL, 0};
+    (void)tid;
+    for_runs(s, lane_ptr(s, l), i0, i1, run_nans, &a);
+    s->partial[t] = a.nans;
+}
+
+/* ---- one long lane ------------------------------------------------------------------ */
+
+static void
+set_changed_error(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the array changed while its order statistics were computed");
+}
+
+/* Splits target t (whose histogram of the next digit is hist) into the buckets that
+ * hold its ranks: resolved keys go to outk, unresolved buckets are appended to pend. */
+static int
+split_target(const mm_sel *s, const mm_target *t, const uint64_t *hist, int nbins,
+             int levels, uint64_t *outk, mm_target *pend, npy_intp *npend)
+{
+    const npy_int64 *rk = s->ranks;
+    npy_intp cum = t->base, total = 0;
+    int b = 0;
+    for (int i = 0; i < nbins; i++)
+        total += (npy_intp)hist[i];
+    if (total != t->count) {
+        set_changed_error();
+        return -1;
+    }
+    for (npy_intp r = t->r0; r < t->r1;) {
+        npy_intp r1 = r + 1;
+        while (b < nbins && cum + (npy_intp)hist[b] <= rk[r]) {
+            cum += (npy_intp)hist[b];
+            b++;
+        }
+        if (b >= nbins) {
+            set_changed_error();
+            return -1;
+        }
+        while (r1 < t->r1 && rk[r1] < cum + (npy_intp)hist[b])
+            r1++;
+        if (t->level + 1 == levels) {
+            uint64_t key = (t->level == 0 ? 0 : t->prefix << (nbins == 256 ? 8 : 16)) | (uint64_t)b;
+            for (npy_intp i = r; i < r1; i++)
+                outk[i] = key;
+        }
+        else {
+            mm_target *c = &pend[(*npend)++];
+            memset(c, 0, sizeof(*c));
+            c->prefix = (t->level == 0 ? 0 : t->prefix << 16) | (uint64_t)b;
+            c->level = t->level + 1;
+            c->count = (npy_intp)hist[b];
+            c->base = cum;
+            c->r0 = r;
+            c->r1 = r1;
+        }
+        r = r1;
+    }
+    return 0;
+}
+
+static int
+select_long(mm_sel *s, npy_intp l, uint64_t *outk)
+{
+    const mm_type *ty = s->ty;
+    int W = ty->W, nbins = W == 8 ? 256 : 65536, levels = W == 8 ? 1 : W / 16;
+    int nth = s->nthreads, rc = -1, pass = 1;
+    npy_intp ntasks = (s->n + MM_CHUNK - 1) / MM_CHUNK, npend = 0, nnext = 0;
+    uint64_t *total = NULL;
+    mm_target *pend = NULL, *next = NULL, root;
+    mm_filter *f = &s->filt;
+    const double lw = 1.0 / (double)s->L, lb = (double)l * lw;
+    int maxslots = (int)(MM_HIST_BUDGET / ((size_t)nth * 65536u * sizeof(uint64_t)));
+
+    if (maxslots < 1)
+        maxslots = 1;
+    s->lane = lane_ptr(s, l);
+    total = calloc((size_t)nbins, sizeof(uint64_t));
+    pend = calloc((size_t)s->m, sizeof(mm_target));
+    next = calloc((size_t)s->m, sizeof(mm_target));
+    if (total == NULL || pend == NULL || next == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* pass 0: histogram of the first digit */
+    memset(s->h32, 0, (size_t)nth * (size_t)s->hbins * sizeof(uint32_t));
+    memset(s->h64, 0, (size_t)nth * (size_t)s->hbins * sizeof(uint64_t));
+    memset(s->since_flush, 0, (size_t)nth * sizeof(npy_intp));
+    if (run_job(s, task_hist0, ntasks, s->n, lb, lw * 0.6) < 0)
+        goto done;
+    for (int t = 0; t < nth; t++)
+        for (int b = 0; b < s->hbins; b++)
+            total[b % nbins] += s->h64[(size_t)t * s->hbins + b] + s->h32[(size_t)t * s->hbins + b];
+    memset(&root, 0, sizeof(root));
+    root.count = s->n;
+    root.r1 = s->m;
+    if (split_target(s, &root, total, nbins, levels, outk, pend, &npend) < 0)
+        goto done;
+
+    /* later passes: gather small buckets, histogram the next digit of big ones */
+    while (npend > 0) {
+        npy_intp gathered = 0;
+        int nslots = 0, ngather = 0;
+        uint32_t digit;
+        f->nactive = 0;
+        f->ndeeper = 0;
+        memset(f->bitmap, 0, sizeof(f->bitmap));
+        for (npy_intp i = 0; i < npend; i++) {
+            mm_target *t = &pend[i];
+            t->mode = 0;
+            if (t->count <= MM_GATHER_ONE && MM_GATHER_ALL - gathered >= t->count) {
+                t->buf = malloc((size_t)(t->count > 0 ? t->count : 1) * sizeof(uint64_t));
+                if (t->buf == NULL) {
+                    PyErr_NoMemory();
+                    goto pass_fail;
+                }
+                t->mode = T_GATHER;
+                t->slot = ngather++;
+                gathered += t->count;
+            }
+            else if (nslots < maxslots) { /* too big, or the gather budget is spent */
+                t->mode = T_HIST;
+                t->slot = nslots++;
+            }
+            if (t->mode == 0)
+                continue;
+            digit = (uint32_t)(t->prefix & 0xFFFFu);
+            f->bitmap[t->level - 1][digit >> 6] |= (uint64_t)1 << (digit & 63);
+            if (t->level == 1) {
+                f->first[digit] = f->nactive;
+                f->active[f->nactive++] = t;
+            }
+            else
+                f->deeper[f->ndeeper++] = t;
+        }
+        f->deep = f->ndeeper > 0;
+        f->W = W;
+        f->nslots = nslots;
+        f->slots = NULL;
+        f->fill = NULL;
+        if (nslots > 0) {
+            f->slots = calloc((size_t)nth * (size_t)nslots * 65536u, sizeof(uint64_t));
+            if (f->slots == NULL) {
+                PyErr_NoMemory();
+                goto pass_fail;
+            }
+        }
+        f->ngather = ngather;
+        f->fill = malloc((size_t)(ngather > 0 ? ngather : 1) * sizeof(atomic_llong));
+        f->gathered = malloc((size_t)(ngather > 0 ? ngather : 1) * sizeof(mm_target *));
+        f->stage = malloc((size_t)nth * (size_t)(ngather > 0 ? ngather : 1) * MM_STAGE *
+                          sizeof(uint64_t));
+        f->staged = calloc((size_t)nth * (size_t)(ngather > 0 ? ngather : 1), sizeof(int));
+        if (f->fill == NULL || f->gathered == NULL || f->stage == NULL || f->staged == NULL) {
+            PyErr_NoMemory();
+            goto pass_fail;
+        }
+        for (int g = 0; g < ngather; g++)
+            atomic_init(&f->fill[g], 0);
+        for (npy_intp i = 0; i < npend; i++)
+            if (pend[i].mode == T_GATHER)
+                f->gathered[pend[i].slot] = &pend[i];
+        {
+            double pb = lb + lw * (1.0 - 0.4 / pass), ps = lw * (0.4 / pass - 0.4 / (pass + 1));
+            if (run_job(s, task_filter, ntasks, s->n, pb, ps) < 0)
+                goto pass_fail;
+        }
+        pass++;
+        for (int g = 0; g < ngather; g++) {
+            if ((npy_intp)atomic_load(&f->fill[g]) != f->gathered[g]->count) {
+                set_changed_error();
+                goto pass_fail;
+            }
+        }
+        s->outk = outk; /* the gathered buckets are solved in parallel */
+        if (run_job(s, task_gselect, ngather, gathered, lb + lw * (1.0 - 0.4 / pass), 0.0) < 0)
+            goto pass_fail;
+        nnext = 0;
+        for (npy_intp i = 0; i < npend; i++) {
+            mm_target *t = &pend[i];
+            if (t->mode == T_HIST) {
+                memset(total, 0, 65536u * sizeof(uint64_t));
+                for (int th = 0; th < nth; th++) {
+                    const uint64_t *h = f->slots + ((size_t)th * (size_t)nslots + (size_t)t->slot) * 65536u;
+                    for (int b = 0; b < 65536; b++)
+                        total[b] += h[b];
+                }
+                if (split_target(s, t, total, 65536, levels, outk, next, &nnext) < 0)
+                    goto pass_fail;
+            }
+            else if (t->mode == 0) /* deferred to the next pass */
+                next[nnext++] = *t;
+        }
+        for (npy_intp i = 0; i < npend; i++) {
+            free(pend[i].buf);
+            pend[i].buf = NULL;
+        }
+        free(f->slots);
+        free(f->fill);
+        free(f->gathered);
+        free(f->stage);
+        free(f->staged);
+        f->gathered = NULL;
+        f->stage = NULL;
+        f->staged = NULL;
+        f->slots = NULL;
+        f->fill = NULL;
+        {
+            mm_target *tmp = pend;
+            pend = next;
+            next = tmp;
+            npend = nnext;
+        }
+        continue;
+    pass_fail:
+        for (npy_intp i = 0; i < npend; i++) {
+            free(pend[i].buf);
+            pend[i].buf = NULL;
+        }
+        free(f->slots);
+        free(f->fill);
+        free(f->gathered);
+        free(f->stage);
+        free(f->staged);
+        f->gathered = NULL;
+        f->stage = NULL;
+        f->staged = NULL;
+        f->slots = NULL;
+        f->fill = NULL;
+        goto done;
+    }
+    rc = 0;
+done:
+    free(total);
+    free(pend);
+    free(next);
+    return rc;
+}
+
+/* ---- Python entry points --------------------------------------------------------- */
+
+/* Fills the geometry of s from x, whose last r axes are the lane. */
+static int
+sel_init(mm_sel *s, PyArrayObject *x, int r, int workers, PyObject *progress)
+{
+    int D = PyArray_NDIM(x);
+    memset(s, 0, sizeof(*s));
+    s->ty = mm_type_of(PyArray_DESCR(x));
+    if (s->ty == NULL) {
+        PyErr_SetString(PyExc_TypeError, "select: unsupported dtype (need native bool, int, "
+                                         "uint or float16/32/64)");
+        return -1;
+    }
+    if (r < 1 || r > D) {
+        PyErr_Format(PyExc_ValueError, "select: r=%d lane axes for an array of %d dims", r, D);
+        return -1;
+    }
+    if (workers < 1) {
+        PyErr_SetString(PyExc_ValueError, "workers must be at least 1");
+        return -1;
+    }
+    s->nthreads = workers > MM_MAX_WORKERS ? MM_MAX_WORKERS : workers;
+    s->data = PyArray_BYTES(x);
+    s->itemsize = PyArray_ITEMSIZE(x);
+    s->ond = D - r;
+    s->lnd = r;
+    s->L = 1;
+    s->n = 1;
+    for (int d = 0; d < D - r; d++) {
+        s->oshape[d] = PyArray_DIM(x, d);
+        s->ostrides[d] = PyArray_STRIDE(x, d);
+        s->L *= s->oshape[d];
+    }
+    for (int d = 0; d < r; d++) {
+        s->lshape[d] = PyArray_DIM(x, D - r + d);
+        s->lstrides[d] = PyArray_STRIDE(x, D - r + d);
+        s->n *= s->lshape[d];
+    }
+    s->progress = (progress != NULL && progress != Py_None) ? progress : NULL;
+    return 0;
+}
+
+static PyObject *
+mm_select(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "r", "ranks", "workers", "progress", NULL};
+    PyObject *xo, *ro, *progress = Py_None, *result = NULL;
+    PyArrayObject *x = NULL, *rk = NULL, *out = NULL;
+    int r, workers = 1;
+    mm_sel s;
+    uint64_t *outk = NULL;
+    npy_intp dims[2];
+    (void)module;
+
+    memset(&s, 0, sizeof(s));
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|iO:select", kwlist, &xo, &r, &ro, &workers,
+                                     &progress))
+        goto done;
+    if (!PyArray_Check(xo)) {
+        PyErr_SetString(PyExc_TypeError, "select: x must be a numpy array");
+        goto done;
+    }
+    x = (PyArrayObject *)xo;
+    Py_INCREF(x); /* keeps the array (and the region it exports) alive while we run */
+    if (sel_init(&s, x, r, workers, progress) < 0)
+        goto done;
+    rk = (PyArrayObject *)PyArray_FROMANY(ro, NPY_INT64, 2, 2, NPY_ARRAY_IN_ARRAY);
+    if (rk == NULL)
+        goto done;
+    s.rank_rows = PyArray_DIM(rk, 0);
+    s.m = PyArray_DIM(rk, 1);
+    if (s.rank_rows != 1 && s.rank_rows != s.L) {
+        PyErr_Format(PyExc_ValueError, "select: ranks has %zd rows for %zd lanes",
+                     (Py_ssize_t)s.rank_rows, (Py_ssize_t)s.L);
+        goto done;
+    }
+    s.ranks = (const npy_int64 *)PyArray_DATA(rk);
+    for (npy_intp i = 0; i < s.rank_rows; i++) {
+        const npy_int64 *row = s.ranks + i * s.m;
+        for (npy_intp j = 0; j < s.m; j++) {
+            if (row[j] < 0 || row[j] >= s.n || (j > 0 && row[j] < row[j - 1])) {
+                PyErr_SetString(PyExc_ValueError,
+                                "select: ranks must be sorted and within the lane length");
+                goto done;
+            }
+        }
+    }
+    dims[0] = s.L;
+    dims[1] = s.m;
+    Py_INCREF(PyArray_DESCR(x));
+    out = (PyArrayObject *)PyArray_SimpleNewFromDescr(2, dims, PyArray_DESCR(x));
+    if (out == NULL)
+        goto done;
+    s.out = PyArray_BYTES(out);
+    if (s.L > 0 && s.m > 0) {
+        if (s.n <= MM_SHORT) {
+            npy_intp ntasks;
+            s.lanes_per_task = s.n >= 65536 ? 1 : 65536 / s.n;
+            ntasks = (s.L + s.lanes_per_task - 1) / s.lanes_per_task;
+            s.tbuf = calloc((size_t)s.nthreads, sizeof(uint64_t *));
+            if (s.tbuf == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            if (run_job(&s, task_short, ntasks, s.L * s.n, 0.0, 1.0) < 0)
+                goto done;
+        }
+        else {
+            const npy_int64 *all = s.ranks;
+            npy_intp chunks = (s.n + MM_CHUNK - 1) / MM_CHUNK;
+            if (s.nthreads > chunks) /* no more per-thread tables than there are chunks */
+                s.nthreads = (int)chunks;
+            s.hbins = s.ty->W == 8 ? 1024 : s.ty->W == 16 ? 65536 : 2 * 65536;
+            s.h32 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint32_t));
+            s.h64 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint64_t));
+            s.since_flush = malloc((size_t)s.nthreads * sizeof(npy_intp));
+            s.filt.first = malloc(65536u * sizeof(int32_t));
+            s.filt.active = malloc((size_t)s.m * sizeof(mm_target *));
+            s.filt.deeper = malloc((size_t)s.m * sizeof(mm_target *));
+            outk = malloc((size_t)s.m * sizeof(uint64_t));
+            if (s.h32 == NULL || s.h64 == NULL || s.since_flush == NULL || s.filt.first == NULL ||
+                s.filt.active == NULL || s.filt.deeper == NULL || outk == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            for (npy_intp l = 0; l < s.L; l++) {
+                char *o = s.out + (size_t)l * (size_t)s.m * (size_t)s.itemsize;
+                s.ranks = all + (s.rank_rows == 1 ? 0 : l * s.m);
+                if (select_long(&s, l, outk) < 0)
+                    goto done;
+                for (npy_intp i = 0; i < s.m; i++)
+                    s.ty->store(o + i * s.itemsize, outk[i]);
+            }
+        }
+    }
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    if (s.tbuf != NULL) {
+        for (int i = 0; i < s.nthreads; i++)
+            free(s.tbuf[i]);
+        free(s.tbuf);
+    }
+    free(s.h32);
+    free(s.h64);
+    free(s.since_flush);
+    free(s.filt.first);
+    free(s.filt.active);
+    free(s.filt.deeper);
+    free(outk);
+    Py_XDECREF(out);
+    Py_XDECREF(rk);
+    Py_XDECREF(x);
+    return result;
+}
+
+static PyObject *
+mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "r", "workers", "progress", NULL};
+    PyObject *xo, *progress = Py_None, *result = NULL;
+    PyArrayObject *x = NULL, *out = NULL;
+    int r, workers = 1;
+    mm_sel s;
+    npy_intp dims[1];
+    (void)module;
+
+    memset(&s, 0, sizeof(s));
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oi|iO:count_nan", kwlist, &xo, &r, &workers,
+                                     &progress))
+        goto done;
+    if (!PyArray_Check(xo)) {
+        PyErr_SetString(PyExc_TypeError, "count_nan: x must be a numpy array");
+        goto done;
+    }
+    x = (PyArrayObject *)xo;
+    Py_INCREF(x);
+    if (sel_init(&s, x, r, workers, progress) < 0)
+        goto done;
+    dims[0] = s.L;
+    out = (PyArrayObject *)PyArray_ZEROS(1, dims, NPY_INTP, 0);
+    if (out == NULL)
+        goto done;
+    if (s.ty->isfloat && s.L > 0 && s.n > 0) {
+        npy_intp *res = (npy_intp *)PyArray_DATA(out), ntasks;
+        s.tasks_per_lane = (s.n + MM_CHUNK - 1) / MM_CHUNK;
+        if (s.L > PY_SSIZE_T_MAX / s.tasks_per_lane) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        ntasks = s.L * s.tasks_per_lane;
+        s.partial = calloc((size_t)ntasks, sizeof(npy_intp));
+        if (s.partial == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (run_job(&s, task_nans, ntasks, s.L * s.n, 0.0, 1.0) < 0)
+            goto done;
+        for (npy_intp t = 0; t < ntasks; t++)
+            res[t / s.tasks_per_lane] += s.partial[t];
+    }
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    free(s.partial);
+    Py_XDECREF(out);
+    Py_XDECREF(x);
+    return result;
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"select", (PyCFunction)(void (*)(void))mm_select, METH_VARARGS | METH_KEYWORDS,
+     "select(x, r, ranks, workers=1, progress=None)\n--\n\n"
+     "Order statistics of the lanes of x (its last r axes; the first axes enumerate the\n"
+     "lanes).  ranks is an int64 array (1 or L rows, m columns, each row sorted).\n"
+     "Returns an (L, m) array of x's dtype in numpy's sort order (NaN last)."},
+    {"count_nan", (PyCFunction)(void (*)(void))mm_count_nan, METH_VARARGS | METH_KEYWORDS,
+     "count_nan(x, r, workers=1, progress=None)\n--\n\n"
+     "Number of NaNs in every lane of x (the last r axes), as an intp array."},
+    {NULL, NULL, 0, NULL},
+};
 
 int
 mm_kernels_add(PyObject *module)
 {
-    (void)module;
-    return 0;
+    return PyModule_AddFunctions(module, kernel_methods);
 }

@@ -1,0 +1,289 @@
+/* Dtype template for the selection kernels (included by kernels.c only).
+ *
+ * Every supported dtype is mapped to an order-preserving unsigned key of W bits:
+ * unsigned ints as they are, signed ints with the sign bit flipped, floats with
+ * the sign bit flipped for positives and all bits flipped for negatives.  Every
+ * NaN becomes the all-ones key, so NaNs sort after +inf, as in numpy's sort.
+ * MM_KERNELS(T, W, KEY, STORE) stamps out the per-dtype loops over one strided
+ * run of elements: the first-digit histogram, the filtered pass of the later
+ * digits, the key loader (short lanes, gathers) and the NaN counter. */
+#ifndef MM_SELECT_TEMPLATE_H
+#define MM_SELECT_TEMPLATE_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* ---- keys ---------------------------------------------------------------- */
+
+static inline uint64_t
+key_bool(const char *p)
+{
+    unsigned char v;
+    memcpy(&v, p, 1);
+    return v != 0;
+}
+
+static inline uint64_t
+key_u8(const char *p)
+{
+    uint8_t v;
+    memcpy(&v, p, 1);
+    return v;
+}
+
+static inline uint64_t
+key_i8(const char *p)
+{
+    uint8_t v;
+    memcpy(&v, p, 1);
+    return (uint8_t)(v ^ 0x80u);
+}
+
+static inline uint64_t
+key_u16(const char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline uint64_t
+key_i16(const char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return (uint16_t)(v ^ 0x8000u);
+}
+
+static inline uint64_t
+key_f16(const char *p)
+{
+    uint16_t b;
+    memcpy(&b, p, 2);
+    /* branch-free: negatives flip all bits, positives the sign bit; NaN -> all ones */
+    uint16_t flip = (uint16_t)((uint16_t)(0u - (uint16_t)(b >> 15)) | 0x8000u);
+    uint16_t nan = (uint16_t)(0u - (uint16_t)((b & 0x7FFFu) > 0x7C00u));
+    return (uint16_t)((b ^ flip) | nan);
+}
+
+static inline uint64_t
+key_u32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint64_t
+key_i32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v ^ 0x80000000u;
+}
+
+static inline uint64_t
+key_f32(const char *p)
+{
+    uint32_t b;
+    memcpy(&b, p, 4);
+    uint32_t flip = (0u - (b >> 31)) | 0x80000000u;
+    uint32_t nan = 0u - (uint32_t)((b & 0x7FFFFFFFu) > 0x7F800000u);
+    return (b ^ flip) | nan;
+}
+
+static inline uint64_t
+key_u64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t
+key_i64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v ^ 0x8000000000000000u;
+}
+
+static inline uint64_t
+key_f64(const char *p)
+{
+    uint64_t b;
+    memcpy(&b, p, 8);
+    uint64_t flip = (0u - (b >> 63)) | 0x8000000000000000u;
+    uint64_t nan = 0u - (uint64_t)((b & 0x7FFFFFFFFFFFFFFFu) > 0x7FF0000000000000u);
+    return (b ^ flip) | nan;
+}
+
+/* ---- key -> value ---------------------------------------------------------- */
+
+static void
+store_bool(char *d, uint64_t k)
+{
+    unsigned char v = (unsigned char)(k != 0);
+    memcpy(d, &v, 1);
+}
+
+static void
+store_u8(char *d, uint64_t k)
+{
+    uint8_t v = (uint8_t)k;
+    memcpy(d, &v, 1);
+}
+
+static void
+store_i8(char *d, uint64_t k)
+{
+    uint8_t v = (uint8_t)(k ^ 0x80u);
+    memcpy(d, &v, 1);
+}
+
+static void
+store_u16(char *d, uint64_t k)
+{
+    uint16_t v = (uint16_t)k;
+    memcpy(d, &v, 2);
+}
+
+static void
+store_i16(char *d, uint64_t k)
+{
+    uint16_t v = (uint16_t)(k ^ 0x8000u);
+    memcpy(d, &v, 2);
+}
+
+static void
+store_f16(char *d, uint64_t k)
+{
+    uint16_t k16 = (uint16_t)k;
+    uint16_t v = (k16 & 0x8000u) ? (uint16_t)(k16 ^ 0x8000u) : (uint16_t)~k16;
+    memcpy(d, &v, 2);
+}
+
+static void
+store_u32(char *d, uint64_t k)
+{
+    uint32_t v = (uint32_t)k;
+    memcpy(d, &v, 4);
+}
+
+static void
+store_i32(char *d, uint64_t k)
+{
+    uint32_t v = (uint32_t)k ^ 0x80000000u;
+    memcpy(d, &v, 4);
+}
+
+static void
+store_f32(char *d, uint64_t k)
+{
+    uint32_t k32 = (uint32_t)k;
+    uint32_t v = (k32 & 0x80000000u) ? (k32 ^ 0x80000000u) : ~k32;
+    memcpy(d, &v, 4);
+}
+
+static void
+store_u64(char *d, uint64_t k)
+{
+    memcpy(d, &k, 8);
+}
+
+static void
+store_i64(char *d, uint64_t k)
+{
+    uint64_t v = k ^ 0x8000000000000000u;
+    memcpy(d, &v, 8);
+}
+
+static void
+store_f64(char *d, uint64_t k)
+{
+    uint64_t v = (k & 0x8000000000000000u) ? (k ^ 0x8000000000000000u) : ~k;
+    memcpy(d, &v, 8);
+}
+
+/* ---- loops over one strided run ---------------------------------------------- */
+
+/* hist0: counts the first digit (the top 16 bits, or all 8 bits of an 8-bit key).
+ * Keys of 8 bits spread over four sub-histograms of 256 bins, 32- and 64-bit keys over
+ * two of 65536, so that runs of equal top digits do not serialise on one counter. */
+#define MM_KERNELS(T, W, KEY)                                                              \
+    static void hist0_##T(const char *p, npy_intp cnt, npy_intp st, uint32_t *h)            \
+    {                                                                                      \
+        npy_intp i = 0;                                                                    \
+        if ((W) == 8) {                                                                    \
+            for (; i + 4 <= cnt; i += 4, p += 4 * st) {                                    \
+                h[KEY(p)]++;                                                               \
+                h[256 + KEY(p + st)]++;                                                    \
+                h[512 + KEY(p + 2 * st)]++;                                                \
+                h[768 + KEY(p + 3 * st)]++;                                                \
+            }                                                                              \
+            for (; i < cnt; i++, p += st)                                                  \
+                h[KEY(p)]++;                                                               \
+        }                                                                                  \
+        else if ((W) == 16) {                                                              \
+            if (st == 2) { /* contiguous: four keys from one 8-byte load */                \
+                for (; i + 4 <= cnt; i += 4, p += 8) {                                     \
+                    uint64_t w8;                                                           \
+                    memcpy(&w8, p, 8);                                                     \
+                    h[KEY((const char *)&w8)]++;                                           \
+                    h[KEY((const char *)&w8 + 2)]++;                                       \
+                    h[KEY((const char *)&w8 + 4)]++;                                       \
+                    h[KEY((const char *)&w8 + 6)]++;                                       \
+                }                                                                          \
+            }                                                                              \
+            for (; i + 4 <= cnt; i += 4, p += 4 * st) {                                    \
+                uint64_t k0 = KEY(p), k1 = KEY(p + st), k2 = KEY(p + 2 * st);              \
+                uint64_t k3 = KEY(p + 3 * st);                                             \
+                h[k0]++;                                                                   \
+                h[k1]++;                                                                   \
+                h[k2]++;                                                                   \
+                h[k3]++;                                                                   \
+            }                                                                              \
+            for (; i < cnt; i++, p += st)                                                  \
+                h[KEY(p)]++;                                                               \
+        }                                                                                  \
+        else {                                                                             \
+            for (; i + 2 <= cnt; i += 2, p += 2 * st) {                                    \
+                h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
+                h[65536 + (KEY(p + st) >> ((W) > 16 ? (W) - 16 : 0))]++;                   \
+            }                                                                              \
+            for (; i < cnt; i++, p += st)                                                  \
+                h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
+        }                                                                                  \
+    }                                                                                      \
+    static void filter_##T(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid) \
+    {                                                                                      \
+        const uint64_t *b1 = f->bitmap[0], *b2 = f->bitmap[1], *b3 = f->bitmap[2];         \
+        const int deep = (W) == 64 && f->deep;                                             \
+        for (npy_intp i = 0; i < cnt; i++, p += st) {                                      \
+            uint64_t k = KEY(p);                                                           \
+            uint32_t d1 = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                      \
+            uint64_t hit = (b1[d1 >> 6] >> (d1 & 63)) & 1u;                                \
+            if (deep) {                                                                    \
+                uint32_t d2 = (uint32_t)(k >> 32) & 0xFFFFu, d3 = (uint32_t)(k >> 16) & 0xFFFFu; \
+                hit |= (b2[d2 >> 6] >> (d2 & 63)) & 1u;                                    \
+                hit |= (b3[d3 >> 6] >> (d3 & 63)) & 1u;                                    \
+            }                                                                              \
+            if (hit)                                                                       \
+                mm_filter_hit(f, tid, k);                                                  \
+        }                                                                                  \
+    }                                                                                      \
+    static void load_##T(const char *p, npy_intp cnt, npy_intp st, uint64_t *out)           \
+    {                                                                                      \
+        for (npy_intp i = 0; i < cnt; i++, p += st)                                        \
+            out[i] = KEY(p);                                                               \
+    }                                                                                      \
+    static npy_intp nans_##T(const char *p, npy_intp cnt, npy_intp st)                     \
+    {                                                                                      \
+        const uint64_t all = (W) == 64 ? UINT64_MAX : (((uint64_t)1 << ((W) & 63)) - 1);    \
+        npy_intp c = 0;                                                                    \
+        for (npy_intp i = 0; i < cnt; i++, p += st)                                        \
+            c += KEY(p) == all;                                                            \
+        return c;                                                                          \
+    }
+
+#endif

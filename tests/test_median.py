@@ -1,0 +1,358 @@
+"""mmarray.median / quantile and friends against numpy, the oracle.
+
+Every comparison checks the value (NaN equal to NaN), the dtype, the shape, the
+Python type (numpy scalar or array) and the set of warnings; errors must be
+numpy's own exception with numpy's message.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import mmarray
+
+DTYPES = ["?", "u1", "i1", "u2", "i2", "f2", "u4", "i4", "f4", "u8", "i8", "f8"]
+METHODS = [
+    "inverted_cdf",
+    "averaged_inverted_cdf",
+    "closest_observation",
+    "interpolated_inverted_cdf",
+    "hazen",
+    "weibull",
+    "linear",
+    "median_unbiased",
+    "normal_unbiased",
+    "lower",
+    "higher",
+    "midpoint",
+    "nearest",
+]
+FUZZ = int(os.environ.get("MMARRAY_FUZZ", "1"))  # multiplies the hypothesis examples
+FUNCS = ["median", "nanmedian", "quantile", "nanquantile", "percentile", "nanpercentile"]
+
+
+def run(fn, *args, **kwargs):
+    """(result or exception, warnings as a set of (category, message))."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the exception is the result
+            res = e
+    return res, {(w.category, str(w.message)) for w in caught}
+
+
+def same(got, exp):
+    if isinstance(exp, Exception):
+        assert type(got) is type(exp), (got, exp)
+        assert str(got) == str(exp)
+        return
+    assert not isinstance(got, Exception), got
+    assert type(got) is type(exp), (type(got), type(exp))
+    g, e = np.asarray(got), np.asarray(exp)
+    assert g.dtype == e.dtype, (g.dtype, e.dtype)
+    assert g.shape == e.shape
+    np.testing.assert_array_equal(g, e)
+
+
+def check(name, a, *args, workers=(1, 2), **kwargs):
+    """mmarray.<name> equals numpy.<name> for every workers value; returns the result."""
+    exp, exp_w = run(getattr(np, name), a.copy(), *args, **kwargs)
+    for w in workers:
+        got, got_w = run(getattr(mmarray, name), a, *args, workers=w, **kwargs)
+        same(got, exp)
+        assert got_w == exp_w
+    return exp
+
+
+def q_for(name, q):
+    return np.multiply(q, 100) if "percentile" in name else q
+
+
+# ---- hypothesis: dtype x shape x axis x keepdims x method -------------------------------
+
+
+@st.composite
+def arrays_and_axis(draw, max_dims=3):
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=1, max_side=6))
+    if dtype.kind == "f":
+        elements = st.floats(allow_nan=True, allow_infinity=True, width=8 * dtype.itemsize)
+        elements = st.one_of(elements, st.sampled_from([0.0, -0.0, 1.0, np.nan]))
+    else:
+        elements = None
+    a = draw(hnp.arrays(dtype, shape, elements=elements))
+    nd = a.ndim
+    axes = [None]
+    if nd:
+        axes += list(range(-nd, nd))
+        axes.append(tuple(range(nd)))
+    if nd >= 2:
+        axes.append((0, nd - 1))
+    axis = draw(st.sampled_from(axes))
+    if draw(st.booleans()) and nd:
+        # non-contiguous and negative strides: reverse or step through axis 0
+        a = np.repeat(a, 2, axis=0)[::-2] if draw(st.booleans()) else a[::-1]
+    return a, axis
+
+
+@settings(max_examples=250 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=arrays_and_axis(), keepdims=st.booleans(), name=st.sampled_from(FUNCS[:2]))
+def test_median_matches_numpy(data, keepdims, name):
+    a, axis = data
+    check(name, a, axis=axis, keepdims=keepdims)
+
+
+@settings(max_examples=400 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=arrays_and_axis(),
+    keepdims=st.booleans(),
+    name=st.sampled_from(FUNCS[2:]),
+    method=st.sampled_from(METHODS),
+    q=st.one_of(
+        st.floats(0, 1),
+        st.sampled_from([0, 1, 0.5, 0.25]),
+        st.lists(st.floats(0, 1), min_size=1, max_size=5).map(np.array),
+        st.just(np.array([0.0, 0.5, 1.0], dtype=np.float32)),
+        st.just(np.float32(0.3)),
+    ),
+)
+def test_quantile_matches_numpy(data, keepdims, name, method, q):
+    a, axis = data
+    check(name, a, q_for(name, q), axis=axis, keepdims=keepdims, method=method)
+
+
+# ---- cases the issue lists -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["i8", "u8"])
+def test_int64_extremes(dtype):
+    info = np.iinfo(dtype)
+    a = np.array([info.max, info.max, info.min, info.min + 1, info.max - 1, info.min], dtype)
+    for name in ["median", "nanmedian"]:
+        check(name, a)
+        check(name, a.reshape(2, 3), axis=0)
+    for m in METHODS:
+        check("quantile", a, [0, 0.3, 0.5, 1], method=m)
+
+
+def test_float32_pairs_whose_sum_overflows():
+    big = np.finfo(np.float32).max
+    a = np.array([big, big, -big, big], np.float32)
+    check("median", a)
+    check("median", a.reshape(2, 2), axis=1)
+    check("nanmedian", a.reshape(2, 2), axis=1)
+    check("quantile", a, 0.5)
+    h = np.array([65504, 65504], np.float16)
+    check("median", h)
+    check("nanmedian", h.reshape(1, 2), axis=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_repeated_value_long_lane(dtype):
+    a = np.full(1_100_000, 1, dtype=dtype)
+    check("median", a)
+    check("quantile", a, [0.1, 0.9], method="nearest", workers=(2,))
+
+
+def test_signed_zeros_and_nan():
+    a = np.array([-0.0, 0.0, -0.0, np.nan, 0.0])
+    check("median", a)
+    check("nanmedian", a)
+    check("median", np.array([-0.0, -0.0]))
+    check("quantile", np.array([np.inf, -np.inf]), 0.5)
+
+
+def test_empty_and_all_nan():
+    check("median", np.array([]))
+    check("nanmedian", np.array([]))
+    check("quantile", np.zeros((0, 3)), 0.5, axis=0)
+    check("nanmedian", np.full((2, 3), np.nan), axis=1)
+    check("nanquantile", np.full(4, np.nan), [0.5, 0.1])
+    check("nanmedian", np.array([[np.nan] * 700, [1.0] * 700]), axis=1)
+
+
+def test_lanes_longer_than_600_with_nan():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 701)).astype(np.float32)
+    a[0, ::3] = np.nan
+    a[2, :] = np.nan
+    check("nanmedian", a, axis=1)
+    check("nanquantile", a, [0.2, 0.7], axis=1)
+    check("nanquantile", a[::-1], 0.5, axis=1)
+
+
+@pytest.mark.parametrize("dtype", ["i2", "u1", "f2", "i4", "f4", "u8", "f8"])
+def test_long_lanes_random(dtype):
+    rng = np.random.default_rng(1)
+    n = 2_300_001
+    a = (rng.standard_normal(n) * 3000).astype(dtype)
+    if a.dtype.kind == "f":
+        a[::1000] = np.nan
+    check("median", a, workers=(1, 2, 7))
+    check("nanmedian", a, workers=(2,))
+    qs = np.linspace(0.1, 0.9, 9)
+    check("quantile", a, qs, workers=(2,))
+    check("nanquantile", a, qs, method="median_unbiased", workers=(2,))
+
+
+def test_many_short_lanes_and_axis_tuple():
+    rng = np.random.default_rng(2)
+    a = rng.integers(-100, 100, size=(50, 30, 40)).astype(np.int32)
+    check("median", a, axis=(0, 2), workers=(1, 2, 7))
+    check("quantile", a, [0.3, 0.6], axis=(2, 0), keepdims=True)
+    check("median", a[:, ::-2, 1::3], axis=1)
+    f = a.astype(np.float64)
+    f[3, 4, :] = np.nan
+    check("nanquantile", f, 0.4, axis=2)
+
+
+def test_out_and_overwrite_input():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((5, 8))
+    for name, args in [("median", ()), ("quantile", ([0.2, 0.8],)), ("nanmedian", ())]:
+        shape = np.shape(getattr(np, name)(a, *args, axis=1, keepdims=True))
+        o1, o2 = np.empty(shape), np.empty(shape)
+        r1 = getattr(np, name)(a.copy(), *args, axis=1, keepdims=True, out=o1)
+        r2 = getattr(mmarray, name)(a, *args, axis=1, keepdims=True, out=o2)
+        assert r2 is o2 and r1 is o1
+        np.testing.assert_array_equal(o1, o2)
+    b = a.copy()
+    same(mmarray.median(b, overwrite_input=True), np.median(a))
+    o32 = np.empty(5, np.float32)
+    mmarray.median(a, axis=1, out=o32)
+    np.testing.assert_array_equal(o32, np.median(a, axis=1, out=np.empty(5, np.float32)))
+
+
+def test_bad_input_gets_numpys_exceptions():
+    a = np.arange(10.0)
+    check("quantile", a, 1.5)
+    check("quantile", a, -0.1)
+    check("percentile", a, 101)
+    check("quantile", a, 0.5, method="nonsense")
+    check("median", a, axis=1)
+    check("quantile", a.reshape(2, 5), 0.5, axis=(0, 3))
+    check("quantile", a, np.zeros((2, 2, 2)))
+    check("quantile", a.astype(complex), 0.5)
+
+
+def test_fallbacks_still_right():
+    a = np.arange(12.0).reshape(3, 4)
+    check("quantile", a, 0.5, method="inverted_cdf", weights=np.ones(12).reshape(3, 4))
+    check("median", a.astype(">f8"), axis=0)
+    check("median", a.astype(np.complex128))
+    check("median", np.ma.masked_array(a, a > 5))
+    check("median", [[1, 2], [3, 4]])
+    check("median", a.astype(np.longdouble))
+
+
+def test_mapped_file_larger_than_a_chunk(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal(3_000_000).astype(np.float32)
+    path = tmp_path / "x.raw"
+    data.tofile(path)
+    m = mmarray.open(path, dtype=np.float32)
+    assert mmarray.median(m) == np.median(data)
+    np.testing.assert_array_equal(
+        mmarray.quantile(m, [0.01, 0.99]), np.quantile(data, [0.01, 0.99])
+    )
+    mm = np.memmap(path, dtype=np.float32, mode="r")
+    same(
+        mmarray.median(mm.reshape(1000, 3000), axis=0), np.median(data.reshape(1000, 3000), axis=0)
+    )
+
+
+def test_progress_callable_and_bar():
+    a = np.random.default_rng(6).integers(0, 1000, 3_000_000).astype(np.int16)
+    seen = []
+    assert mmarray.median(a, progress=seen.append, workers=2) == np.median(a)
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    assert mmarray.median(a, progress=True) == np.median(a)
+
+
+def test_interrupt_from_progress_stops_cleanly():
+    a = np.random.default_rng(7).standard_normal(4_000_000)
+
+    def boom(frac):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        mmarray.median(a, progress=boom, workers=2)
+    assert mmarray.median(a, workers=2) == np.median(a)
+
+
+def test_sigint_raises_keyboard_interrupt():
+    a = np.random.default_rng(8).standard_normal(4_000_000)
+    sent = []
+
+    def send(frac):
+        if not sent:
+            sent.append(frac)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        mmarray.quantile(a, [0.1, 0.5], progress=send, workers=2)
+    assert sent
+
+
+def test_workers_validation_and_default():
+    a = np.arange(5)
+    with pytest.raises(ValueError):
+        mmarray.median(a, workers=0)
+    assert mmarray.median(a, workers=None) == 2.0
+
+
+def test_median_estimate():
+    a = np.random.default_rng(9).standard_normal(1_000_000)
+    est = mmarray.median_estimate(a, chunk=100_000, workers=2)
+    exp = np.median([np.median(a[i : i + 100_000]) for i in range(0, a.size, 100_000)])
+    assert est == exp
+    assert mmarray.median_estimate(np.arange(7), workers=1) == 3.0
+    with pytest.raises(ValueError):
+        mmarray.median_estimate(a, chunk=0)
+
+
+def test_buckets_deferred_to_later_passes():
+    # 6M int64 in [0, 2**20): every key shares its top 32 bits, the 16 buckets of the
+    # next digit hold 375k keys each: more than one pass can gather at once.
+    a = np.random.default_rng(10).integers(0, 1 << 20, 6_000_000)
+    check("quantile", a, np.linspace(0, 1, 21), method="lower", workers=(2,))
+    check("median", a.astype(np.float64), workers=(2,))
+
+
+@settings(max_examples=30 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    dtype=st.sampled_from(["f2", "f4", "f8", "i8"]),
+    lanes=st.integers(1, 4),
+    n=st.integers(600, 900),
+    nan_frac=st.sampled_from([0.0, 0.1, 0.9, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+    name=st.sampled_from(["nanmedian", "nanquantile", "median", "quantile"]),
+    method=st.sampled_from(METHODS),
+)
+def test_long_lanes_with_nan_match_numpy(dtype, lanes, n, nan_frac, seed, name, method):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((lanes, n)) * 100).astype(dtype)
+    if a.dtype.kind == "f":
+        a[rng.random(a.shape) < nan_frac] = np.nan
+    if name.endswith("median"):
+        check(name, a, axis=1)
+    else:
+        check(name, a, rng.random(3), axis=1, method=method)
+        check(name, a, 0.5, axis=1, method=method)
+
+
+@pytest.mark.slow
+def test_gather_budget_spent_defers_buckets():
+    # 20M int64 in [0, 2**20): 16 buckets of 1.25M keys hold 26 ranks, more than one
+    # pass may gather, so some buckets wait for the next pass.
+    a = np.random.default_rng(3).integers(0, 1 << 20, 20_000_000)
+    check("quantile", a, np.linspace(0, 1, 26), method="lower", workers=(2,))
