@@ -47,10 +47,10 @@ def sparse_section(d: str, say: Callable[[str], None]) -> None:
     a = mmarray.create(path, (GiB, 3), "float64")
     dt = time.perf_counter() - t0
     a[:10] = np.arange(10).reshape(10, 1)
-    st = os.stat(path)
+    use = mmarray.disk_usage(path)
     say(f"   mmarray.create({path!r}, (2**30, 3), 'float64') took {dt * 1e3:.2f} ms")
-    say(f"   apparent size (ls -l): {_human(st.st_size)}")
-    say(f"   allocated     (du)   : {_human(st.st_blocks * 512)}")
+    say(f"   apparent size (ls -l): {_human(use.apparent)}")
+    say(f"   allocated     (du)   : {_human(use.allocated)}")
     _flush(a)
     del a
     b = mmarray.open(path)
@@ -111,6 +111,46 @@ def open_bench_section(d: str, say: Callable[[str], None]) -> None:
     say(f"   mmarray is {raw_ratio:.1f}x faster than np.memmap, {npy_ratio:.1f}x than np.load")
 
 
+def median_section(d: str, say: Callable[[str], None]) -> None:
+    n = 128 << 20  # 256 MiB of int16
+    say(f"5. Exact median of a {_human(2 * n)} int16 file (np.median copies it first)")
+    path = os.path.join(d, "random.i2")
+    a = mmarray.create(path, n, "int16")
+    rng = np.random.default_rng(0)
+    step = 16 << 20
+    for i in range(0, n, step):
+        a[i : i + step] = rng.integers(-(2**15), 2**15, size=min(step, n - i), dtype=np.int16)
+    _flush(a)
+    del a
+    data = mmarray.open(path, dtype="int16")
+    t0 = time.perf_counter()
+    ours = mmarray.median(data)
+    t1 = time.perf_counter()
+    theirs = np.median(data)
+    t2 = time.perf_counter()
+    est = mmarray.median_estimate(data)
+    say(f"   mmarray.median: {ours} in {(t1 - t0) * 1e3:.0f} ms")
+    say(
+        f"   np.median     : {theirs} in {(t2 - t1) * 1e3:.0f} ms ({(t2 - t1) / (t1 - t0):.0f}x slower)"
+    )
+    say(f"   median_estimate (median of chunk medians, approximate): {est}")
+    if ours != theirs:
+        raise SystemExit("demo: mmarray.median differs from np.median")
+
+
+def by_reference_section(d: str, say: Callable[[str], None]) -> None:
+    from multiprocessing.reduction import ForkingPickler
+
+    say("6. Chunks sent to a multiprocessing Pool travel by reference, not by value")
+    data = mmarray.open(os.path.join(d, "random.i2"), dtype="int16")
+    chunk = data[: 8 << 20]
+    sent = len(ForkingPickler.dumps(chunk))
+    say(f"   a {_human(chunk.nbytes)} chunk pickles to {sent} bytes through multiprocessing")
+    with mp.get_context("fork").Pool(2) as pool:
+        parts = pool.map(np.median, [data[i : i + (8 << 20)] for i in range(0, data.size, 8 << 20)])
+    say(f"   Pool(2).map(np.median, chunks) -> median of medians {np.median(parts)}")
+
+
 def main(directory: str | None = None, say: Callable[[str], None] = print) -> None:
     """Run the walk-through in ``directory`` (a fresh temporary directory by default)."""
     d = tempfile.mkdtemp(prefix="mmarray-demo-", dir=directory)
@@ -120,6 +160,8 @@ def main(directory: str | None = None, say: Callable[[str], None] = print) -> No
         roundtrip_section(d, say)
         sharing_section(say)
         open_bench_section(d, say)
+        median_section(d, say)
+        by_reference_section(d, say)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     say("done: everything was cleaned up")

@@ -468,6 +468,21 @@ region_fileno(mm_region *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(self->fd);
 }
 
+/* Jupyter's rich repr: the one-line repr plus a picture of the resident pages, drawn by
+ * mmarray._pages.region_html (Python does presentation). */
+static PyObject *
+region_repr_html(mm_region *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *mod = NULL, *res = NULL;
+    mod = PyImport_ImportModule("mmarray._pages");
+    if (mod == NULL)
+        goto done;
+    res = PyObject_CallMethod(mod, "region_html", "O", (PyObject *)self);
+done:
+    Py_XDECREF(mod);
+    return res;
+}
+
 static PyObject *
 region_enter(mm_region *self, PyObject *Py_UNUSED(ignored))
 {
@@ -560,6 +575,8 @@ static PyMethodDef region_methods[] = {
      "reaches the disk too), or only MS_ASYNC when sync is False."},
     {"fileno", (PyCFunction)region_fileno, METH_NOARGS,
      "fileno()\n--\n\nThe region's own descriptor of the mapped file (a memfd for shared anonymous\nmemory, -1 for private anonymous memory)."},
+    {"_repr_html_", (PyCFunction)region_repr_html, METH_NOARGS,
+     "_repr_html_()\n--\n\nHTML for Jupyter: the repr and the resident-page map."},
     {"__enter__", (PyCFunction)region_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)region_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -17,6 +17,8 @@ def test_demo_runs_and_cleans_up(tmp_path):
     assert "first rows intact: True" in text
     assert "sum = 190 (expected 190)" in text
     assert "faster than np.memmap" in text
+    assert "mmarray.median:" in text and "np.median     :" in text
+    assert "pickles to" in text
     assert list(tmp_path.iterdir()) == []
 
 

@@ -708,3 +708,14 @@ def test_close_while_another_thread_works_on_the_pages(tmp_path):
     with pytest.raises(ValueError, match="closed"):
         mmarray.prefetch(a)
     assert all("closed" in str(e) for e in errors)
+
+
+def test_region_renders_as_html_in_jupyter(tmp_path):
+    a = mmarray.create(tmp_path / "h.raw", 4 * P, "u1")
+    reg = mmarray.region(a)
+    a[: P] = 1  # touch the first page
+    html_text = reg._repr_html_()
+    assert html_text.startswith("<div><code>&lt;mmarray.Region open") and "<svg" in html_text
+    del a
+    reg.close()
+    assert reg._repr_html_().startswith("<code>") and "closed" in reg._repr_html_()
