@@ -713,7 +713,7 @@ def test_close_while_another_thread_works_on_the_pages(tmp_path):
 def test_region_renders_as_html_in_jupyter(tmp_path):
     a = mmarray.create(tmp_path / "h.raw", 4 * P, "u1")
     reg = mmarray.region(a)
-    a[: P] = 1  # touch the first page
+    a[:P] = 1  # touch the first page
     html_text = reg._repr_html_()
     assert html_text.startswith("<div><code>&lt;mmarray.Region open") and "<svg" in html_text
     del a
