@@ -177,7 +177,10 @@ region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, in
     }
     delta = (size_t)(offset % (long long)page);
     prot = PROT_READ | (access == MM_ACCESS_READ ? 0 : PROT_WRITE);
-    flags = shared ? MAP_SHARED : MAP_PRIVATE;
+    /* A private writable mapping would otherwise be charged in full against the
+     * commit limit, so a copy-on-write view of a file larger than RAM could not be
+     * mapped; only the pages actually written take memory. */
+    flags = shared ? MAP_SHARED : (MAP_PRIVATE | (access == MM_ACCESS_COPY ? MAP_NORESERVE : 0));
     p = mmap(NULL, (size_t)length + delta, prot, flags, fd, (off_t)(offset - (long long)delta));
     if (p == MAP_FAILED) {
         err = errno;

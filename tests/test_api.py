@@ -91,6 +91,17 @@ def test_open_modes(tmp_path, mode):
     assert on_disk[3] == (-1 if mode == "r+" else 3)
 
 
+def test_copy_on_write_of_a_file_larger_than_ram(tmp_path):
+    p = tmp_path / "huge.raw"
+    with open(p, "wb") as f:
+        f.truncate(64 << 30)  # sparse, larger than this machine's memory
+    a = mmarray.open(p, "c", dtype="u1")
+    a[5] = 1
+    assert a[5] == 1 and a.size == 64 << 30
+    del a
+    assert p.stat().st_blocks * 512 < 1 << 20  # the file was never written
+
+
 def test_open_copy_on_write_is_private_to_the_array(tmp_path):
     p = tmp_path / "c.raw"
     np.arange(100, dtype="u1").tofile(p)
