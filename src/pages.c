@@ -306,20 +306,20 @@ done:
     return res;
 }
 
+/* posix_fadvise (advice >= 0) or write-back (advice < 0) of the file pages under
+ * [start, stop) of obj's region, on a private duplicate of its descriptor so that a
+ * close() in another thread cannot redirect the call. False for anonymous memory. */
 static PyObject *
-pages_fadvise(PyObject *module, PyObject *args)
+file_range_call(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t stop, int advice)
 {
-    PyObject *obj, *res = NULL;
-    Py_ssize_t start, stop;
+    PyObject *res = NULL;
     long long fstart;
-    int advice, fd = -1, err = 0;
+    int fd = -1, err = 0;
     mm_span sp = {.r = NULL};
 
-    if (!PyArg_ParseTuple(args, "Onni:fadvise", &obj, &start, &stop, &advice))
-        goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.len == 0 || sp.r->fd < 0 || sp.r->anonymous) { /* nothing to do, or anonymous memory */
+    if (sp.len == 0 || sp.r->fd < 0 || sp.r->anonymous) { /* nothing to do, or no file */
         res = Py_NewRef(Py_False);
         goto done;
     }
@@ -330,10 +330,13 @@ pages_fadvise(PyObject *module, PyObject *args)
     }
     fstart = span_file_offset(&sp, sp.addr);
     Py_BEGIN_ALLOW_THREADS
-    err = posix_fadvise(fd, (off_t)fstart, (off_t)sp.len, advice); /* returns the error */
+    if (advice >= 0)
+        err = posix_fadvise(fd, (off_t)fstart, (off_t)sp.len, advice); /* returns the error */
+    else
+        err = mm_sys_writeback(fd, fstart, (long long)sp.len);
     Py_END_ALLOW_THREADS
     if (err != 0) {
-        mm_set_oserror(err, "posix_fadvise", sp.r->name);
+        mm_set_oserror(err, advice >= 0 ? "posix_fadvise" : "sync_file_range", sp.r->name);
         goto done;
     }
     res = Py_NewRef(Py_True);
@@ -345,41 +348,30 @@ done:
 }
 
 static PyObject *
+pages_fadvise(PyObject *module, PyObject *args)
+{
+    PyObject *obj;
+    Py_ssize_t start, stop;
+    int advice;
+
+    if (!PyArg_ParseTuple(args, "Onni:fadvise", &obj, &start, &stop, &advice))
+        return NULL;
+    if (advice < 0) {
+        PyErr_Format(PyExc_ValueError, "invalid fadvise advice %d", advice);
+        return NULL;
+    }
+    return file_range_call(module, obj, start, stop, advice);
+}
+
+static PyObject *
 pages_writeback(PyObject *module, PyObject *args)
 {
-    PyObject *obj, *res = NULL;
+    PyObject *obj;
     Py_ssize_t start, stop;
-    int fd = -1, err = 0;
-    long long fstart;
-    mm_span sp = {.r = NULL};
 
     if (!PyArg_ParseTuple(args, "Onn:writeback", &obj, &start, &stop))
-        goto done;
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
-        goto done;
-    if (sp.len == 0 || sp.r->fd < 0 || sp.r->anonymous) {
-        res = Py_NewRef(Py_False);
-        goto done;
-    }
-    fd = fcntl(sp.r->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-        mm_set_oserror(errno, "fcntl(F_DUPFD_CLOEXEC)", sp.r->name);
-        goto done;
-    }
-    fstart = span_file_offset(&sp, sp.addr);
-    Py_BEGIN_ALLOW_THREADS
-    err = mm_sys_writeback(fd, fstart, (long long)sp.len);
-    Py_END_ALLOW_THREADS
-    if (err != 0) {
-        mm_set_oserror(err, "sync_file_range", sp.r->name);
-        goto done;
-    }
-    res = Py_NewRef(Py_True);
-done:
-    if (fd >= 0)
-        close(fd);
-    span_release(&sp);
-    return res;
+        return NULL;
+    return file_range_call(module, obj, start, stop, -1);
 }
 
 static PyObject *
