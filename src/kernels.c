@@ -677,6 +677,27 @@ split_target(const mm_sel *s, const mm_target *t, const uint64_t *hist, int nbin
     return 0;
 }
 
+/* Frees what one pass of select_long allocated: the targets' gather buffers and the
+ * filter's tables. Safe to call twice. */
+static void
+pass_free(mm_filter *f, mm_target *pend, npy_intp npend)
+{
+    for (npy_intp i = 0; i < npend; i++) {
+        free(pend[i].buf);
+        pend[i].buf = NULL;
+    }
+    free(f->slots);
+    free(f->fill);
+    free(f->gathered);
+    free(f->stage);
+    free(f->staged);
+    f->gathered = NULL;
+    f->stage = NULL;
+    f->staged = NULL;
+    f->slots = NULL;
+    f->fill = NULL;
+}
+
 static int
 select_long(mm_sel *s, npy_intp l, uint64_t *outk)
 {
@@ -809,20 +830,7 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
             else if (t->mode == 0) /* deferred to the next pass */
                 next[nnext++] = *t;
         }
-        for (npy_intp i = 0; i < npend; i++) {
-            free(pend[i].buf);
-            pend[i].buf = NULL;
-        }
-        free(f->slots);
-        free(f->fill);
-        free(f->gathered);
-        free(f->stage);
-        free(f->staged);
-        f->gathered = NULL;
-        f->stage = NULL;
-        f->staged = NULL;
-        f->slots = NULL;
-        f->fill = NULL;
+        pass_free(f, pend, npend);
         {
             mm_target *tmp = pend;
             pend = next;
@@ -831,20 +839,7 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
         }
         continue;
     pass_fail:
-        for (npy_intp i = 0; i < npend; i++) {
-            free(pend[i].buf);
-            pend[i].buf = NULL;
-        }
-        free(f->slots);
-        free(f->fill);
-        free(f->gathered);
-        free(f->stage);
-        free(f->staged);
-        f->gathered = NULL;
-        f->stage = NULL;
-        f->staged = NULL;
-        f->slots = NULL;
-        f->fill = NULL;
+        pass_free(f, pend, npend);
         goto done;
     }
     rc = 0;
