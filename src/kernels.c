@@ -68,13 +68,59 @@ struct mm_filter {
     atomic_llong *fill; /* per gathered target */
     mm_target **gathered; /* by fill index */
     int ngather;
+    int tstride; /* staged counters per thread: ngather rounded up to a cache line */
     uint64_t *stage;   /* per thread and gathered target: MM_STAGE keys */
     int *staged;       /* per thread and gathered target: keys staged */
 };
 typedef struct mm_filter mm_filter;
 
-static void mm_filter_hit(mm_filter *f, int tid, uint64_t k);
-static void flush_stage(mm_filter *f, int tid, int g);
+/* Moves a thread's staged keys of gathered target g into the target's buffer: one
+ * atomic add per MM_STAGE keys, so threads rarely touch the same counter. */
+static void
+flush_stage(mm_filter *f, int tid, int g)
+{
+    size_t idx = (size_t)tid * (size_t)f->tstride + (size_t)g;
+    mm_target *t = f->gathered[g];
+    long long n = f->staged[idx];
+    long long at = atomic_fetch_add_explicit(&f->fill[g], n, memory_order_relaxed);
+    for (long long i = 0; i < n; i++)
+        if (at + i < (long long)t->count) /* more keys than counted: the array changed */
+            t->buf[at + i] = f->stage[idx * MM_STAGE + (size_t)i];
+    f->staged[idx] = 0;
+}
+
+static inline void
+mm_filter_hit(mm_filter *f, int tid, uint64_t k)
+{
+    uint32_t top = (uint32_t)(k >> (f->W - 16));
+    mm_target *t = NULL;
+    int shift;
+    if ((f->bitmap[0][top >> 6] >> (top & 63)) & 1u)
+        t = f->active[f->first[top]];
+    else {
+        for (int j = 0; j < f->ndeeper; j++) {
+            mm_target *d = f->deeper[j];
+            if ((k >> (f->W - 16 * d->level)) == d->prefix) {
+                t = d;
+                break;
+            }
+        }
+    }
+    if (t == NULL)
+        return;
+    shift = f->W - 16 * t->level;
+    if (t->mode == T_GATHER) {
+        size_t g = (size_t)tid * (size_t)f->tstride + (size_t)t->slot;
+        f->stage[g * MM_STAGE + (size_t)f->staged[g]++] = k;
+        if (f->staged[g] == MM_STAGE)
+            flush_stage(f, tid, t->slot);
+    }
+    else {
+        size_t h = ((size_t)tid * (size_t)f->nslots + (size_t)t->slot) * 65536u;
+        f->slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
+    }
+}
+
 
 #include "select_template.h"
 
@@ -522,55 +568,8 @@ task_filter(mm_job *job, int tid, npy_intp t)
     mm_run_arg a = {s, tid};
     for_runs(s, s->lane, i0, i1, run_filter, &a);
     for (int g = 0; g < s->filt.ngather; g++)
-        if (s->filt.staged[(size_t)tid * (size_t)s->filt.ngather + (size_t)g] > 0)
+        if (s->filt.staged[(size_t)tid * (size_t)s->filt.tstride + (size_t)g] > 0)
             flush_stage(&s->filt, tid, g);
-}
-
-/* Moves a thread's staged keys of gathered target g into the target's buffer: one
- * atomic add per MM_STAGE keys, so threads rarely touch the same counter. */
-static void
-flush_stage(mm_filter *f, int tid, int g)
-{
-    size_t idx = (size_t)tid * (size_t)f->ngather + (size_t)g;
-    mm_target *t = f->gathered[g];
-    long long n = f->staged[idx];
-    long long at = atomic_fetch_add_explicit(&f->fill[g], n, memory_order_relaxed);
-    for (long long i = 0; i < n; i++)
-        if (at + i < (long long)t->count) /* more keys than counted: the array changed */
-            t->buf[at + i] = f->stage[idx * MM_STAGE + (size_t)i];
-    f->staged[idx] = 0;
-}
-
-static void
-mm_filter_hit(mm_filter *f, int tid, uint64_t k)
-{
-    uint32_t top = (uint32_t)(k >> (f->W - 16));
-    mm_target *t = NULL;
-    int shift;
-    if ((f->bitmap[0][top >> 6] >> (top & 63)) & 1u)
-        t = f->active[f->first[top]];
-    else {
-        for (int j = 0; j < f->ndeeper; j++) {
-            mm_target *d = f->deeper[j];
-            if ((k >> (f->W - 16 * d->level)) == d->prefix) {
-                t = d;
-                break;
-            }
-        }
-    }
-    if (t == NULL)
-        return;
-    shift = f->W - 16 * t->level;
-    if (t->mode == T_GATHER) {
-        size_t g = (size_t)tid * (size_t)f->ngather + (size_t)t->slot;
-        f->stage[g * MM_STAGE + (size_t)f->staged[g]++] = k;
-        if (f->staged[g] == MM_STAGE)
-            flush_stage(f, tid, t->slot);
-    }
-    else {
-        size_t h = ((size_t)tid * (size_t)f->nslots + (size_t)t->slot) * 65536u;
-        f->slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
-    }
 }
 
 static void
@@ -785,11 +784,15 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
             }
         }
         f->ngather = ngather;
+        /* Each thread's counters on cache lines of their own: no false sharing. */
+        f->tstride = ((ngather > 0 ? ngather : 1) + 15) & ~15;
         f->fill = malloc((size_t)(ngather > 0 ? ngather : 1) * sizeof(atomic_llong));
         f->gathered = malloc((size_t)(ngather > 0 ? ngather : 1) * sizeof(mm_target *));
-        f->stage = malloc((size_t)nth * (size_t)(ngather > 0 ? ngather : 1) * MM_STAGE *
+        f->stage = malloc((size_t)nth * (size_t)f->tstride * MM_STAGE *
                           sizeof(uint64_t));
-        f->staged = calloc((size_t)nth * (size_t)(ngather > 0 ? ngather : 1), sizeof(int));
+        f->staged = aligned_alloc(64, (size_t)nth * (size_t)f->tstride * sizeof(int));
+        if (f->staged != NULL)
+            memset(f->staged, 0, (size_t)nth * (size_t)f->tstride * sizeof(int));
         if (f->fill == NULL || f->gathered == NULL || f->stage == NULL || f->staged == NULL) {
             PyErr_NoMemory();
             goto pass_fail;
