@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define MM_CHUNK ((npy_intp)1 << 20)        /* elements per task of a long lane */
@@ -36,10 +37,14 @@
 #define MM_STAGE 64                         /* keys a thread stages before a gather write */
 #define MM_HIST_BUDGET ((size_t)64 << 20)   /* bytes of narrowing histograms, all threads */
 #define MM_PARALLEL_MIN ((npy_intp)1 << 16) /* fewer elements: run inline, GIL held */
+#define MM_SPARSE 32                        /* fewer hits than 1 in this: branchy filter */
+#define MM_SMALL_SELECT 4096                /* gathered buckets this small: introselect */
 #define MM_MAX_WORKERS 256
 #define MM_POLL_NS 50000000L /* the calling thread wakes every 50 ms */
 
 enum { T_GATHER = 1, T_HIST = 2 };
+#define MM_NOSLOT INT32_MIN
+#define MM_HUGE ((size_t)2 << 20) /* the gather arena's alignment: one huge page */
 
 /* One bucket of keys that holds some of the wanted ranks. */
 typedef struct {
@@ -50,7 +55,7 @@ typedef struct {
     npy_intp count;    /* keys in the bucket */
     npy_intp base;     /* keys of the lane below the bucket */
     npy_intp r0, r1;   /* the lane's ranks (indexes into the sorted list) in the bucket */
-    uint64_t *buf;     /* T_GATHER: the keys */
+    uint64_t *buf;     /* T_GATHER: the keys (a slice of the filter's arena) */
 } mm_target;
 
 struct mm_filter {
@@ -58,7 +63,10 @@ struct mm_filter {
      * key is looked at only if one of its digits matches (a few false positives) */
     uint64_t bitmap[3][65536 / 64];
     int deep;             /* targets at level 2 or 3 are active */
-    int32_t *first;       /* top digit -> index in active of the level-1 target */
+    int sparse;           /* under one key in MM_SPARSE is expected to hit */
+    int32_t *slot1;       /* top digit of a level-1 target -> its gather slot (>= 0), or
+                           * -1 - its index in active (histogrammed targets); other
+                           * digits -> MM_NOSLOT */
     mm_target **active;   /* level-1 targets */
     mm_target **deeper;   /* targets at level 2 and 3 */
     int nactive, ndeeper;
@@ -66,6 +74,7 @@ struct mm_filter {
     uint64_t *slots; /* per thread: nslots histograms of 65536 counters */
     int nslots;
     atomic_llong *fill; /* per gathered target */
+    uint64_t *arena;    /* the gathered targets' keys */
     mm_target **gathered; /* by fill index */
     int ngather;
     int tstride; /* staged counters per thread: ngather rounded up to a cache line */
@@ -80,23 +89,27 @@ static void
 flush_stage(mm_filter *f, int tid, int g)
 {
     size_t idx = (size_t)tid * (size_t)f->tstride + (size_t)g;
-    mm_target *t = f->gathered[g];
+    const mm_target *t = f->gathered[g];
     long long n = f->staged[idx];
     long long at = atomic_fetch_add_explicit(&f->fill[g], n, memory_order_relaxed);
-    for (long long i = 0; i < n; i++)
-        if (at + i < (long long)t->count) /* more keys than counted: the array changed */
-            t->buf[at + i] = f->stage[idx * MM_STAGE + (size_t)i];
+    long long room = (long long)t->count - at;
+    if (n > room) /* more keys than counted: the array changed (caught after the pass) */
+        n = room > 0 ? room : 0;
+    if (n > 0)
+        memcpy(t->buf + at, f->stage + idx * MM_STAGE, (size_t)n * sizeof(uint64_t));
     f->staged[idx] = 0;
 }
 
-static inline void
-mm_filter_hit(mm_filter *f, int tid, uint64_t k)
+/* A key that passed the bitmap test but is not in a level-1 gathered target: finds its
+ * target (a histogrammed one, or a deeper one) and stages or counts it. */
+static void
+mm_filter_other(mm_filter *f, int tid, uint64_t *stage, int *staged, uint64_t k)
 {
     uint32_t top = (uint32_t)(k >> (f->W - 16));
     mm_target *t = NULL;
     int shift;
     if ((f->bitmap[0][top >> 6] >> (top & 63)) & 1u)
-        t = f->active[f->first[top]];
+        t = f->active[-1 - f->slot1[top]];
     else {
         for (int j = 0; j < f->ndeeper; j++) {
             mm_target *d = f->deeper[j];
@@ -110,15 +123,31 @@ mm_filter_hit(mm_filter *f, int tid, uint64_t k)
         return;
     shift = f->W - 16 * t->level;
     if (t->mode == T_GATHER) {
-        size_t g = (size_t)tid * (size_t)f->tstride + (size_t)t->slot;
-        f->stage[g * MM_STAGE + (size_t)f->staged[g]++] = k;
-        if (f->staged[g] == MM_STAGE)
+        stage[(size_t)t->slot * MM_STAGE + (size_t)staged[t->slot]++] = k;
+        if (staged[t->slot] == MM_STAGE)
             flush_stage(f, tid, t->slot);
     }
     else {
         size_t h = ((size_t)tid * (size_t)f->nslots + (size_t)t->slot) * 65536u;
         f->slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
     }
+}
+
+/* A key that passed the bitmap test.  stage and staged are this thread's rows.  The
+ * common case, a key of a level-1 gathered target, is staged here, inline. */
+static inline void
+mm_filter_hit(mm_filter *f, int tid, uint64_t *stage, int *staged, uint64_t k)
+{
+    int32_t c = f->slot1[(uint32_t)(k >> (f->W - 16))];
+    if (c >= 0) {
+        int n = staged[c];
+        stage[(size_t)c * MM_STAGE + (size_t)n] = k;
+        staged[c] = ++n;
+        if (n == MM_STAGE)
+            flush_stage(f, tid, c);
+    }
+    else
+        mm_filter_other(f, tid, stage, staged, k);
 }
 
 
@@ -499,6 +528,79 @@ multiselect(uint64_t *a, npy_intp lo, npy_intp hi, const npy_int64 *rk, npy_intp
     }
 }
 
+/* One run of ranks that fall into the same digit of a bucket. */
+typedef struct {
+    uint32_t digit;
+    npy_intp count, base; /* keys with this digit; keys below them in the lane */
+    npy_intp r0, r1;
+} mm_group;
+
+
+/* The keys of ranks rk[r0:r1] - off (sorted) among a[0:n), whose bits above the low
+ * `bits` are all equal, go to outk[r0:r1].  Large buckets are narrowed in memory by
+ * the next 16-bit digit (a histogram, then the keys of the wanted digits moved to the
+ * front), which costs a few sequential passes where introselect would take many
+ * branchy ones.  Returns -1 only if a table could not be allocated (outk then holds
+ * nothing useful; the caller falls back to multiselect). */
+static int
+bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp off,
+              npy_intp r0, npy_intp r1, uint64_t *outk)
+{
+    int w = bits < 16 ? bits : 16, sh = bits - w, rc = -1;
+    uint32_t nb = (uint32_t)1 << w, b = 0;
+    uint32_t *hist = NULL;
+    mm_group *grp = NULL;
+    npy_intp ng = 0, cum = off, start = 0;
+
+    if (n <= MM_SMALL_SELECT || bits <= 0) {
+        multiselect(a, 0, n, rk, off, r0, r1, outk);
+        rc = 0;
+        goto done;
+    }
+    hist = calloc(nb, sizeof(uint32_t));
+    grp = malloc((size_t)(r1 - r0) * sizeof(mm_group));
+    if (hist == NULL || grp == NULL)
+        goto done;
+    for (npy_intp i = 0; i < n; i++)
+        hist[(a[i] >> sh) & (nb - 1)]++;
+    for (npy_intp r = r0; r < r1;) {
+        mm_group *g = &grp[ng++];
+        while (b < nb && cum + (npy_intp)hist[b] <= rk[r])
+            cum += (npy_intp)hist[b++];
+        if (b == nb) /* the keys do not hold the ranks: let introselect say */
+            goto done;
+        g->digit = b;
+        g->count = (npy_intp)hist[b];
+        g->base = cum;
+        g->r0 = r;
+        while (r < r1 && rk[r] < cum + (npy_intp)hist[b])
+            r++;
+        g->r1 = r;
+    }
+    free(hist);
+    hist = NULL;
+    /* the keys of each group to the front, in digit order, then each group alone */
+    for (npy_intp j = 0; j < ng; j++) {
+        mm_group *g = &grp[j];
+        npy_intp at = start;
+        for (npy_intp i = start; i < n; i++) {
+            uint64_t k = a[i];
+            if (((k >> sh) & (nb - 1)) == g->digit) {
+                a[i] = a[at];
+                a[at++] = k;
+            }
+        }
+        if (bucket_select(a + start, g->count, sh, rk, g->base, g->r0, g->r1, outk) < 0)
+            multiselect(a + start, 0, g->count, rk, g->base, g->r0, g->r1, outk);
+        start = at;
+    }
+    rc = 0;
+done:
+    free(hist);
+    free(grp);
+    return rc;
+}
+
 /* ---- tasks ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -578,7 +680,9 @@ task_gselect(mm_job *job, int tid, npy_intp g)
     mm_sel *s = job->s;
     mm_target *t = s->filt.gathered[g];
     (void)tid;
-    multiselect(t->buf, 0, t->count, s->ranks, t->base, t->r0, t->r1, s->outk);
+    if (bucket_select(t->buf, t->count, s->ty->W - 16 * t->level, s->ranks, t->base, t->r0,
+                      t->r1, s->outk) < 0)
+        multiselect(t->buf, 0, t->count, s->ranks, t->base, t->r0, t->r1, s->outk);
 }
 
 static void
@@ -681,10 +785,10 @@ split_target(const mm_sel *s, const mm_target *t, const uint64_t *hist, int nbin
 static void
 pass_free(mm_filter *f, mm_target *pend, npy_intp npend)
 {
-    for (npy_intp i = 0; i < npend; i++) {
-        free(pend[i].buf);
+    for (npy_intp i = 0; i < npend; i++)
         pend[i].buf = NULL;
-    }
+    free(f->arena);
+    f->arena = NULL;
     free(f->slots);
     free(f->fill);
     free(f->gathered);
@@ -737,21 +841,18 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
 
     /* later passes: gather small buckets, histogram the next digit of big ones */
     while (npend > 0) {
-        npy_intp gathered = 0;
+        npy_intp gathered = 0, hits = 0;
         int nslots = 0, ngather = 0;
         uint32_t digit;
         f->nactive = 0;
         f->ndeeper = 0;
         memset(f->bitmap, 0, sizeof(f->bitmap));
+        for (int d = 0; d < 65536; d++)
+            f->slot1[d] = MM_NOSLOT;
         for (npy_intp i = 0; i < npend; i++) {
             mm_target *t = &pend[i];
             t->mode = 0;
             if (t->count <= MM_GATHER_ONE && MM_GATHER_ALL - gathered >= t->count) {
-                t->buf = malloc((size_t)(t->count > 0 ? t->count : 1) * sizeof(uint64_t));
-                if (t->buf == NULL) {
-                    PyErr_NoMemory();
-                    goto pass_fail;
-                }
                 t->mode = T_GATHER;
                 t->slot = ngather++;
                 gathered += t->count;
@@ -762,16 +863,38 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
             }
             if (t->mode == 0)
                 continue;
+            hits += t->count;
             digit = (uint32_t)(t->prefix & 0xFFFFu);
             f->bitmap[t->level - 1][digit >> 6] |= (uint64_t)1 << (digit & 63);
             if (t->level == 1) {
-                f->first[digit] = f->nactive;
+                f->slot1[digit] = t->mode == T_GATHER ? t->slot : -1 - f->nactive;
                 f->active[f->nactive++] = t;
             }
             else
                 f->deeper[f->ndeeper++] = t;
         }
+        /* one buffer for every gathered bucket, in huge pages where the system has them:
+         * far fewer page faults than a buffer per bucket */
+        if (ngather > 0) {
+            size_t bytes = ((size_t)gathered * sizeof(uint64_t) + MM_HUGE - 1) & ~(MM_HUGE - 1);
+            npy_intp at = 0;
+            f->arena = aligned_alloc(MM_HUGE, bytes > 0 ? bytes : MM_HUGE);
+            if (f->arena == NULL) {
+                PyErr_NoMemory();
+                goto pass_fail;
+            }
+#ifdef MADV_HUGEPAGE
+            (void)madvise(f->arena, bytes, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+            for (npy_intp i = 0; i < npend; i++) {
+                if (pend[i].mode == T_GATHER) {
+                    pend[i].buf = f->arena + at;
+                    at += pend[i].count;
+                }
+            }
+        }
         f->deep = f->ndeeper > 0;
+        f->sparse = hits < s->n / MM_SPARSE;
         f->W = W;
         f->nslots = nslots;
         f->slots = NULL;
@@ -970,11 +1093,11 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
             s.h32 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint32_t));
             s.h64 = malloc((size_t)s.nthreads * (size_t)s.hbins * sizeof(uint64_t));
             s.since_flush = malloc((size_t)s.nthreads * sizeof(npy_intp));
-            s.filt.first = malloc(65536u * sizeof(int32_t));
+            s.filt.slot1 = malloc(65536u * sizeof(int32_t));
             s.filt.active = malloc((size_t)s.m * sizeof(mm_target *));
             s.filt.deeper = malloc((size_t)s.m * sizeof(mm_target *));
             outk = malloc((size_t)s.m * sizeof(uint64_t));
-            if (s.h32 == NULL || s.h64 == NULL || s.since_flush == NULL || s.filt.first == NULL ||
+            if (s.h32 == NULL || s.h64 == NULL || s.since_flush == NULL || s.filt.slot1 == NULL ||
                 s.filt.active == NULL || s.filt.deeper == NULL || outk == NULL) {
                 PyErr_NoMemory();
                 goto done;
@@ -1000,7 +1123,7 @@ done:
     free(s.h32);
     free(s.h64);
     free(s.since_flush);
-    free(s.filt.first);
+    free(s.filt.slot1);
     free(s.filt.active);
     free(s.filt.deeper);
     free(outk);

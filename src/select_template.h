@@ -255,21 +255,45 @@ store_f64(char *d, uint64_t k)
                 h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
         }                                                                                  \
     }                                                                                      \
-    static void filter_##T(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid) \
+    /* filter: the keys whose digits match an active target.  Few expected hits: one       \
+     * well-predicted branch per key.  Many: blocks of 64 keys set one bit each, then      \
+     * only the hits are visited (no misprediction per hit). */                            \
+    static inline uint64_t hit_##T(uint64_t k, const uint64_t (*bm)[65536 / 64], int deep) \
     {                                                                                      \
-        const uint64_t *b1 = f->bitmap[0], *b2 = f->bitmap[1], *b3 = f->bitmap[2];         \
-        const int deep = (W) == 64 && f->deep;                                             \
-        for (npy_intp i = 0; i < cnt; i++, p += st) {                                      \
-            uint64_t k = KEY(p);                                                           \
-            uint32_t d1 = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                      \
-            uint64_t hit = (b1[d1 >> 6] >> (d1 & 63)) & 1u;                                \
-            if (deep) {                                                                    \
-                uint32_t d2 = (uint32_t)(k >> 32) & 0xFFFFu, d3 = (uint32_t)(k >> 16) & 0xFFFFu; \
-                hit |= (b2[d2 >> 6] >> (d2 & 63)) & 1u;                                    \
-                hit |= (b3[d3 >> 6] >> (d3 & 63)) & 1u;                                    \
+        uint32_t d1 = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                          \
+        uint64_t hit = (bm[0][d1 >> 6] >> (d1 & 63)) & 1u;                                 \
+        if ((W) == 64 && deep) {                                                           \
+            uint32_t d2 = (uint32_t)(k >> 32) & 0xFFFFu, d3 = (uint32_t)(k >> 16) & 0xFFFFu;\
+            hit |= (bm[1][d2 >> 6] >> (d2 & 63)) & 1u;                                     \
+            hit |= (bm[2][d3 >> 6] >> (d3 & 63)) & 1u;                                     \
+        }                                                                                  \
+        return hit;                                                                        \
+    }                                                                                      \
+    static void filter_##T(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid)\
+    {                                                                                      \
+        const uint64_t(*bm)[65536 / 64] = (const uint64_t(*)[65536 / 64])f->bitmap;        \
+        const int deep = f->deep;                                                          \
+        uint64_t *stage = f->stage + (size_t)tid * (size_t)f->tstride * MM_STAGE;          \
+        int *staged = f->staged + (size_t)tid * (size_t)f->tstride;                        \
+        if (f->sparse) {                                                                   \
+            for (npy_intp i = 0; i < cnt; i++, p += st) {                                  \
+                uint64_t k = KEY(p);                                                       \
+                if (hit_##T(k, bm, deep))                                                  \
+                    mm_filter_hit(f, tid, stage, staged, k);                               \
             }                                                                              \
-            if (hit)                                                                       \
-                mm_filter_hit(f, tid, k);                                                  \
+            return;                                                                        \
+        }                                                                                  \
+        for (npy_intp i0 = 0; i0 < cnt; i0 += 64, p += 64 * st) {                          \
+            int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64;                                 \
+            uint64_t mask = 0;                                                             \
+            const char *q = p;                                                             \
+            for (int j = 0; j < nb; j++, q += st) /* key j is bit nb - 1 - j */            \
+                mask = (mask << 1) | hit_##T(KEY(q), bm, deep);                            \
+            while (mask != 0) {                                                            \
+                int j = nb - 1 - __builtin_ctzll(mask);                                    \
+                mask &= mask - 1;                                                          \
+                mm_filter_hit(f, tid, stage, staged, KEY(p + j * st));                     \
+            }                                                                              \
         }                                                                                  \
     }                                                                                      \
     static void load_##T(const char *p, npy_intp cnt, npy_intp st, uint64_t *out)           \

@@ -328,6 +328,20 @@ def test_buckets_deferred_to_later_passes():
     check("median", a.astype(np.float64), workers=(2,))
 
 
+def test_gathered_bucket_narrowed_digit_by_digit():
+    # 1.5M values that share every bit but the lowest ten, with repeats: the one bucket
+    # is gathered whole and narrowed in memory through each remaining digit, and the
+    # 101 ranks fall in one digit, or several, at each step.
+    rng = np.random.default_rng(11)
+    steps = rng.integers(0, 700, 1_500_000)
+    f8 = 1.0 + steps * np.finfo(np.float64).eps
+    i4 = (steps + (1 << 20)).astype(np.int32)
+    for a in (f8, i4, -f8):
+        check("median", a, workers=(1, 2))
+        check("quantile", a, np.linspace(0, 1, 101), method="lower", workers=(2,))
+        check("quantile", a, [0.25, 0.5, 0.75], workers=(1,))
+
+
 @settings(max_examples=30 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dtype=st.sampled_from(["f2", "f4", "f8", "i8"]),
