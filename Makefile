@@ -10,7 +10,7 @@ PYTEST := $(PY) -m pytest
 ASAN_RT = $(shell gcc -print-file-name=libasan.so)
 UBSAN_RT = $(shell gcc -print-file-name=libubsan.so)
 
-.PHONY: help venv build demo test test-fast bench asan valgrind lint docs clean
+.PHONY: help venv build demo test test-fast bench scaling asan valgrind lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test-fast: build  ## the test suite without the tests marked slow
 bench: build  ## benchmarks against numpy and the multiprocessing recipes; prints the ratio table
 	mkdir -p .benchmarks && $(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,rounds --benchmark-sort=name --benchmark-json=.benchmarks/last.json
 	$(PY) -m benchmarks.report
+
+scaling: build  ## median time and speedup for 1, 2, 4, 8, 16 workers (as many as there are CPUs)
+	$(PY) -m benchmarks.scaling
 
 asan: $(STAMP)  ## the test suite under AddressSanitizer + UBSan, then rebuild normally
 	MMARRAY_CFLAGS="$(WERROR) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
