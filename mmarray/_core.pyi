@@ -91,7 +91,12 @@ def select(
     ranks: np.ndarray[Any, Any],
     workers: int = 1,
     progress: Any = None,
+    region: Region | None = None,
 ) -> np.ndarray[Any, Any]: ...
 def count_nan(
-    x: np.ndarray[Any, Any], r: int, workers: int = 1, progress: Any = None
+    x: np.ndarray[Any, Any],
+    r: int,
+    workers: int = 1,
+    progress: Any = None,
+    region: Region | None = None,
 ) -> np.ndarray[Any, Any]: ...

@@ -26,6 +26,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 from numpy.typing import ArrayLike
 
 from . import _core
+from ._api import region as _region_of
 from ._memmap import memmap as _mm_memmap
 
 __all__ = [
@@ -304,8 +305,13 @@ class _Reporter:
             self.bar.close()
 
 
-def _select(x: np.ndarray, r: int, ranks: np.ndarray, workers: int, progress: Any) -> np.ndarray:
-    return _core.select(x, r, np.ascontiguousarray(ranks, dtype=np.int64), workers, progress)
+def _select(
+    x: np.ndarray, r: int, ranks: np.ndarray, workers: int, progress: Any, reg: Any
+) -> np.ndarray:
+    """The kernels' values at ranks; reg (the Region under x, or None) is named in the
+    OSError a SIGBUS (a file truncated under its mapping) turns into."""
+    ranks = np.ascontiguousarray(ranks, dtype=np.int64)
+    return _core.select(x, r, ranks, workers, progress, region=reg)
 
 
 def _reduce(
@@ -339,11 +345,11 @@ def _reduce(
 
 
 def _nan_counts(
-    x: np.ndarray, r: int, outer: tuple[int, ...], workers: int, rep: _Reporter
+    x: np.ndarray, r: int, outer: tuple[int, ...], workers: int, rep: _Reporter, reg: Any
 ) -> np.ndarray:
     if x.dtype.kind != "f":
         return np.zeros(outer, dtype=np.intp)
-    return _core.count_nan(x, r, workers, rep.span(0.0, 0.3)).reshape(outer)
+    return _core.count_nan(x, r, workers, rep.span(0.0, 0.3), region=reg).reshape(outer)
 
 
 def _warn_all_nan(count: int) -> None:
@@ -358,11 +364,12 @@ def _median_kernel(
     arr: np.ndarray, axes: tuple[int, ...], out: np.ndarray | None, workers: int, rep: _Reporter
 ) -> Any:
     x, outer, r = _lanes(arr, axes)
+    reg = _region_of(arr)
     n = math.prod(x.shape[len(outer) :])
     inexact = arr.dtype.kind == "f"
     mid = [n // 2 - 1, n // 2] if n % 2 == 0 else [(n - 1) // 2]
     ranks = sorted(set(mid + ([n - 1] if inexact else [])))
-    V = _select(x, r, np.array([ranks]), workers, rep.span(0.0, 1.0))
+    V = _select(x, r, np.array([ranks]), workers, rep.span(0.0, 1.0), reg)
     P = np.moveaxis(V.reshape(outer + (len(ranks),)), -1, 0)
     rout = np.mean(P[[ranks.index(k) for k in mid]], axis=0, out=out)
     if inexact:
@@ -440,8 +447,9 @@ def _nanmedian_kernel(
     arr: np.ndarray, axes: tuple[int, ...], out: np.ndarray | None, workers: int, rep: _Reporter
 ) -> Any:
     x, outer, r = _lanes(arr, axes)
+    reg = _region_of(arr)
     n = math.prod(x.shape[len(outer) :])
-    counts = _nan_counts(x, r, outer, workers, rep)
+    counts = _nan_counts(x, r, outer, workers, rep, reg)
     c = n - counts
     h = c // 2
     odd = c % 2 == 1
@@ -456,13 +464,13 @@ def _nanmedian_kernel(
         else:
             ci = int(c)
             ranks = [ci // 2 - 1, ci // 2] if ci % 2 == 0 else [(ci - 1) // 2]
-            V = _select(x, r, np.array([ranks]), workers, rep.span(0.3, 1.0))
+            V = _select(x, r, np.array([ranks]), workers, rep.span(0.3, 1.0), reg)
             result = np.mean(V.reshape(-1), axis=0)
         if out is None:
             return result
         out[...] = result
         return out
-    V = _select(x, r, rows, workers, rep.span(0.3, 1.0))
+    V = _select(x, r, rows, workers, rep.span(0.3, 1.0), reg)
     P = np.moveaxis(V.reshape(outer + (2,)), -1, 0)
     if n < _NANMEDIAN_SMALL:
         # numpy sorts a masked array and averages the two middle values
@@ -552,10 +560,11 @@ def _quantile_kernel(
     rep: _Reporter,
 ) -> Any:
     x, outer, r = _lanes(arr, axes)
+    reg = _region_of(arr)
     n = math.prod(x.shape[len(outer) :])
     inexact = arr.dtype.kind == "f"
     plan = _Plan(n, q, method, inexact)
-    V = _select(x, r, plan.ranks[None, :], workers, rep.span(0.0, 1.0))
+    V = _select(x, r, plan.ranks[None, :], workers, rep.span(0.0, 1.0), reg)
     P = np.moveaxis(V.reshape(outer + (len(plan.ranks),)), -1, 0)
     return plan.finish(P, out, weak_q, inexact)
 
@@ -571,9 +580,10 @@ def _nanquantile_kernel(
     rep: _Reporter,
 ) -> Any:
     x, outer, r = _lanes(arr, axes)
+    reg = _region_of(arr)
     n = math.prod(x.shape[len(outer) :])
     inexact = arr.dtype.kind == "f"
-    counts = (n - _nan_counts(x, r, outer, workers, rep)).reshape(-1)
+    counts = (n - _nan_counts(x, r, outer, workers, rep, reg)).reshape(-1)
     if not outer:
         c = int(counts[0])
         if c == 0:
@@ -581,7 +591,7 @@ def _nanquantile_kernel(
             result: Any = np.full(q.shape, np.nan, dtype=arr.dtype)[()]
         else:
             plan = _Plan(c, q, method, inexact)
-            V = _select(x, r, plan.ranks[None, :], workers, rep.span(0.3, 1.0))
+            V = _select(x, r, plan.ranks[None, :], workers, rep.span(0.3, 1.0), reg)
             result = plan.finish(V.reshape(-1), None, weak_q, inexact)
         if out is not None:
             out[...] = result
@@ -598,7 +608,7 @@ def _nanquantile_kernel(
             rk = plans[c].ranks
             rows[lanes, : len(rk)] = rk
             rows[lanes, len(rk) :] = rk[-1]
-    V = _select(x, r, rows, workers, rep.span(0.3, 1.0))
+    V = _select(x, r, rows, workers, rep.span(0.3, 1.0), reg)
     parts: dict[int, Any] = {}
     for c, lanes in groups.items():
         if c == 0:

@@ -236,6 +236,8 @@ typedef struct {
     npy_intp itemsize;
     int nthreads;
     PyObject *progress; /* borrowed, or NULL */
+    PyObject *region;   /* borrowed Region under data (named in SIGBUS errors), or NULL */
+    const char *glo, *ghi; /* the bytes the lanes span: SIGBUS there is caught */
     /* long lanes */
     const char *lane;
     int hbins; /* counters per thread in the first-digit histogram */
@@ -260,6 +262,7 @@ struct mm_job {
     atomic_llong done;
     atomic_int cancel;
     atomic_int nomem;
+    atomic_uintptr_t fault; /* the first SIGBUS address, 0 if none */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int running;
@@ -314,8 +317,10 @@ typedef struct {
 } mm_thread_arg;
 
 static void
-job_work(mm_job *job, int tid)
+job_loop(void *p)
 {
+    const mm_thread_arg *a = p;
+    mm_job *job = a->job;
     for (;;) {
         long long t;
         if (atomic_load_explicit(&job->cancel, memory_order_relaxed))
@@ -323,8 +328,22 @@ job_work(mm_job *job, int tid)
         t = atomic_fetch_add(&job->next, 1);
         if (t >= job->ntasks)
             break;
-        job->fn(job, tid, (npy_intp)t);
+        job->fn(job, a->tid, (npy_intp)t);
         atomic_fetch_add(&job->done, 1);
+    }
+}
+
+/* Runs tasks until none is left, under a SIGBUS guard over the array's bytes: a fault
+ * (a truncated file) cancels the job and records the first fault address. */
+static void
+job_work(mm_job *job, int tid)
+{
+    mm_thread_arg a = {job, tid};
+    void *fault = NULL;
+    if (mm_guarded(job_loop, &a, job->s->glo, job->s->ghi, &fault) < 0) {
+        uintptr_t none = 0;
+        atomic_compare_exchange_strong(&job->fault, &none, (uintptr_t)fault);
+        atomic_store(&job->cancel, 1);
     }
 }
 
@@ -367,6 +386,7 @@ run_job(mm_sel *s, mm_task fn, npy_intp ntasks, npy_intp nelems, double pbase, d
     atomic_init(&job.done, 0);
     atomic_init(&job.cancel, 0);
     atomic_init(&job.nomem, 0);
+    atomic_init(&job.fault, 0);
     if (ntasks <= 0) {
         rc = 0;
         goto done;
@@ -440,6 +460,10 @@ run_job(mm_sel *s, mm_task fn, npy_intp ntasks, npy_intp nelems, double pbase, d
     if (failed)
         goto done;
 finish:
+    if (atomic_load(&job.fault) != 0) {
+        mm_set_fault_error(s->region, (const void *)atomic_load(&job.fault), 0);
+        goto done;
+    }
     if (atomic_load(&job.nomem)) {
         PyErr_NoMemory();
         goto done;
@@ -978,12 +1002,31 @@ done:
 
 /* ---- Python entry points --------------------------------------------------------- */
 
-/* Fills the geometry of s from x, whose last r axes are the lane. */
+/* Fills the geometry of s from x, whose last r axes are the lane, and the SIGBUS guard:
+ * the bytes x spans, and region (None or the Region under x, for the error message). */
 static int
-sel_init(mm_sel *s, PyArrayObject *x, int r, int workers, PyObject *progress)
+sel_init(mm_sel *s, PyObject *module, PyArrayObject *x, int r, int workers, PyObject *progress,
+         PyObject *region)
 {
     int D = PyArray_NDIM(x);
     memset(s, 0, sizeof(*s));
+    if (region != NULL && region != Py_None && !mm_region_check(module, region)) {
+        PyErr_Format(PyExc_TypeError, "region must be a Region or None, not %.100s",
+                     Py_TYPE(region)->tp_name);
+        return -1;
+    }
+    s->region = region != Py_None ? region : NULL;
+    s->glo = s->ghi = PyArray_BYTES(x);
+    if (PyArray_SIZE(x) > 0) {
+        for (int d = 0; d < D; d++) {
+            npy_intp ext = (PyArray_DIM(x, d) - 1) * PyArray_STRIDE(x, d);
+            if (ext < 0)
+                s->glo += ext;
+            else
+                s->ghi += ext;
+        }
+        s->ghi += PyArray_ITEMSIZE(x);
+    }
     s->ty = mm_type_of(PyArray_DESCR(x));
     if (s->ty == NULL) {
         PyErr_SetString(PyExc_TypeError, "select: unsupported dtype (need native bool, int, "
@@ -1022,18 +1065,17 @@ sel_init(mm_sel *s, PyArrayObject *x, int r, int workers, PyObject *progress)
 static PyObject *
 mm_select(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"x", "r", "ranks", "workers", "progress", NULL};
-    PyObject *xo, *ro, *progress = Py_None, *result = NULL;
+    static char *kwlist[] = {"x", "r", "ranks", "workers", "progress", "region", NULL};
+    PyObject *xo, *ro, *progress = Py_None, *region = Py_None, *result = NULL;
     PyArrayObject *x = NULL, *rk = NULL, *out = NULL;
-    int r, workers = 1;
+    int r, workers = 1, guarded = 0;
     mm_sel s;
     uint64_t *outk = NULL;
     npy_intp dims[2];
-    (void)module;
 
     memset(&s, 0, sizeof(s));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|iO:select", kwlist, &xo, &r, &ro, &workers,
-                                     &progress))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|iOO:select", kwlist, &xo, &r, &ro, &workers,
+                                     &progress, &region))
         goto done;
     if (!PyArray_Check(xo)) {
         PyErr_SetString(PyExc_TypeError, "select: x must be a numpy array");
@@ -1041,7 +1083,7 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
     }
     x = (PyArrayObject *)xo;
     Py_INCREF(x); /* keeps the array (and the region it exports) alive while we run */
-    if (sel_init(&s, x, r, workers, progress) < 0)
+    if (sel_init(&s, module, x, r, workers, progress, region) < 0)
         goto done;
     rk = (PyArrayObject *)PyArray_FROMANY(ro, NPY_INT64, 2, 2, NPY_ARRAY_IN_ARRAY);
     if (rk == NULL)
@@ -1071,6 +1113,11 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
     if (out == NULL)
         goto done;
     s.out = PyArray_BYTES(out);
+    if (mm_guard_acquire() < 0) {
+        mm_set_oserror(errno, "sigaction(SIGBUS)", NULL);
+        goto done;
+    }
+    guarded = 1;
     if (s.L > 0 && s.m > 0) {
         if (s.n <= MM_SHORT) {
             npy_intp ntasks;
@@ -1115,6 +1162,8 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
     result = (PyObject *)out;
     out = NULL;
 done:
+    if (guarded)
+        mm_guard_release();
     if (s.tbuf != NULL) {
         for (int i = 0; i < s.nthreads; i++)
             free(s.tbuf[i]);
@@ -1136,17 +1185,16 @@ done:
 static PyObject *
 mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"x", "r", "workers", "progress", NULL};
-    PyObject *xo, *progress = Py_None, *result = NULL;
+    static char *kwlist[] = {"x", "r", "workers", "progress", "region", NULL};
+    PyObject *xo, *progress = Py_None, *region = Py_None, *result = NULL;
     PyArrayObject *x = NULL, *out = NULL;
-    int r, workers = 1;
+    int r, workers = 1, guarded = 0;
     mm_sel s;
     npy_intp dims[1];
-    (void)module;
 
     memset(&s, 0, sizeof(s));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oi|iO:count_nan", kwlist, &xo, &r, &workers,
-                                     &progress))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oi|iOO:count_nan", kwlist, &xo, &r, &workers,
+                                     &progress, &region))
         goto done;
     if (!PyArray_Check(xo)) {
         PyErr_SetString(PyExc_TypeError, "count_nan: x must be a numpy array");
@@ -1154,7 +1202,7 @@ mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
     }
     x = (PyArrayObject *)xo;
     Py_INCREF(x);
-    if (sel_init(&s, x, r, workers, progress) < 0)
+    if (sel_init(&s, module, x, r, workers, progress, region) < 0)
         goto done;
     dims[0] = s.L;
     out = (PyArrayObject *)PyArray_ZEROS(1, dims, NPY_INTP, 0);
@@ -1173,6 +1221,11 @@ mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             goto done;
         }
+        if (mm_guard_acquire() < 0) {
+            mm_set_oserror(errno, "sigaction(SIGBUS)", NULL);
+            goto done;
+        }
+        guarded = 1;
         if (run_job(&s, task_nans, ntasks, s.L * s.n, 0.0, 1.0) < 0)
             goto done;
         for (npy_intp t = 0; t < ntasks; t++)
@@ -1181,6 +1234,8 @@ mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
     result = (PyObject *)out;
     out = NULL;
 done:
+    if (guarded)
+        mm_guard_release();
     free(s.partial);
     Py_XDECREF(out);
     Py_XDECREF(x);
@@ -1189,13 +1244,15 @@ done:
 
 static PyMethodDef kernel_methods[] = {
     {"select", (PyCFunction)(void (*)(void))mm_select, METH_VARARGS | METH_KEYWORDS,
-     "select(x, r, ranks, workers=1, progress=None)\n--\n\n"
+     "select(x, r, ranks, workers=1, progress=None, region=None)\n--\n\n"
      "Order statistics of the lanes of x (its last r axes; the first axes enumerate the\n"
      "lanes).  ranks is an int64 array (1 or L rows, m columns, each row sorted).\n"
-     "Returns an (L, m) array of x's dtype in numpy's sort order (NaN last)."},
+     "Returns an (L, m) array of x's dtype in numpy's sort order (NaN last).  A SIGBUS\n"
+     "reading x (a truncated file) raises OSError naming region (the Region under x)."},
     {"count_nan", (PyCFunction)(void (*)(void))mm_count_nan, METH_VARARGS | METH_KEYWORDS,
-     "count_nan(x, r, workers=1, progress=None)\n--\n\n"
-     "Number of NaNs in every lane of x (the last r axes), as an intp array."},
+     "count_nan(x, r, workers=1, progress=None, region=None)\n--\n\n"
+     "Number of NaNs in every lane of x (the last r axes), as an intp array.  A SIGBUS\n"
+     "reading x raises OSError naming region (the Region under x)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,6 +43,21 @@ size_t mm_page_size(void);
 /* Sets OSError from the errno value err, naming the syscall and the path (may be NULL). */
 void mm_set_oserror(int err, const char *syscall, PyObject *path);
 
+/* ---- SIGBUS guards (guard.c) --------------------------------------------- */
+
+/* Installs the SIGBUS handler for one guarded call (counted; call with or without the
+ * GIL).  Returns 0, or -1 with errno set (sigaction failed).  Pair with release. */
+int mm_guard_acquire(void);
+void mm_guard_release(void);
+/* Runs fn(arg) on this thread so that a SIGBUS at an address in [lo, hi) ends it early:
+ * returns 0 when fn returned, -1 after a fault, with *fault = the faulting address.
+ * Needs an mm_guard_acquire() held.  fn must hold no lock and own no memory only a
+ * local variable points to (the jump abandons fn mid-way).  No Python API needed. */
+int mm_guarded(void (*fn)(void *), void *arg, const void *lo, const void *hi, void **fault);
+/* Sets OSError(EFAULT) for a SIGBUS at addr, naming region's path and the offset of the
+ * fault (region: an mm_region or NULL when unknown).  write: the fault was a write. */
+void mm_set_fault_error(PyObject *region, const void *addr, int write);
+
 /* ---- hooks for the other parts of the module ------------------------------ */
 
 /* kernels.c: selection and histogram kernels (median, quantiles). */

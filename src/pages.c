@@ -204,6 +204,9 @@ done:
     return res;
 }
 
+static void touch_pages(void *arg);
+static int span_guarded(mm_span *sp, void (*fn)(void *), void *arg, int nogil, int write);
+
 static PyObject *
 pages_populate(PyObject *module, PyObject *args)
 {
@@ -221,6 +224,10 @@ pages_populate(PyObject *module, PyObject *args)
         err = mm_sys_populate_read(sp.addr, sp.len);
         Py_END_ALLOW_THREADS
     }
+    /* EFAULT: a page would raise SIGBUS (the file is shorter than the mapping): find it
+     * with a guarded read, for an error that says where. */
+    if (err == EFAULT && span_guarded(&sp, touch_pages, &sp, 1, 0) < 0)
+        goto done;
     if (err != 0) {
         mm_set_oserror(err, "madvise(MADV_POPULATE_READ)", sp.r->name);
         goto done;
@@ -231,15 +238,41 @@ done:
     return res;
 }
 
-/* Reads one byte of every page: the fallback when MADV_POPULATE_READ is missing. */
-static unsigned
-touch_pages(const char *addr, size_t len, size_t page)
+/* Reads one byte of every page of the span: the fallback when MADV_POPULATE_READ is
+ * missing, and the way to find where it failed. */
+static void
+touch_pages(void *arg)
 {
-    unsigned sum = 0;
-    size_t i;
-    for (i = 0; i < len; i += page)
-        sum += *(const volatile unsigned char *)(addr + i);
-    return sum;
+    const mm_span *sp = arg;
+    size_t page = mm_page_size();
+    for (size_t i = 0; i < sp->len; i += page)
+        (void)*(const volatile unsigned char *)(sp->addr + i);
+}
+
+/* Runs fn(arg) under a SIGBUS guard over the span; releases the GIL if nogil.  Returns
+ * 0, or -1 with OSError set (a SIGBUS names the region and the offset). */
+static int
+span_guarded(mm_span *sp, void (*fn)(void *), void *arg, int nogil, int write)
+{
+    void *fault = NULL;
+    int rc = -1;
+
+    if (mm_guard_acquire() < 0) {
+        mm_set_oserror(errno, "sigaction(SIGBUS)", sp->r->name);
+        goto done;
+    }
+    if (nogil) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = mm_guarded(fn, arg, sp->addr, sp->addr + sp->len, &fault);
+        Py_END_ALLOW_THREADS
+    }
+    else
+        rc = mm_guarded(fn, arg, sp->addr, sp->addr + sp->len, &fault);
+    mm_guard_release();
+    if (rc < 0)
+        mm_set_fault_error((PyObject *)sp->r, fault, write);
+done:
+    return rc;
 }
 
 static PyObject *
@@ -247,21 +280,15 @@ pages_touch(PyObject *module, PyObject *args)
 {
     PyObject *obj, *res = NULL;
     Py_ssize_t start, stop;
-    size_t page = mm_page_size();
-    unsigned sum = 0;
     mm_span sp = {.r = NULL};
 
     if (!PyArg_ParseTuple(args, "Onn:touch", &obj, &start, &stop))
         goto done;
     if (span_acquire(module, obj, start, stop, &sp) < 0)
         goto done;
-    if (sp.len > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        sum = touch_pages(sp.addr, sp.len, page);
-        Py_END_ALLOW_THREADS
-    }
-    (void)sum;
-    res = PyLong_FromSize_t(sp.len / page);
+    if (sp.len > 0 && span_guarded(&sp, touch_pages, &sp, 1, 0) < 0)
+        goto done;
+    res = PyLong_FromSize_t(sp.len / mm_page_size());
 done:
     span_release(&sp);
     return res;
@@ -374,6 +401,22 @@ pages_writeback(PyObject *module, PyObject *args)
     return file_range_call(module, obj, start, stop, -1);
 }
 
+/* The bytes punch zeroes through the mapping: the partial pages at the edges. */
+typedef struct {
+    char *p0, *p1;
+    size_t n0, n1;
+} mm_zero;
+
+static void
+zero_edges(void *arg)
+{
+    const mm_zero *z = arg;
+    if (z->n0 > 0)
+        memset(z->p0, 0, z->n0);
+    if (z->n1 > 0)
+        memset(z->p1, 0, z->n1);
+}
+
 static PyObject *
 pages_punch(PyObject *module, PyObject *args)
 {
@@ -382,6 +425,7 @@ pages_punch(PyObject *module, PyObject *args)
     long long page = (long long)mm_page_size(), flo, fhi, a, b;
     int fd = -1, err = 0;
     mm_span sp = {.r = NULL};
+    mm_zero zero = {NULL, NULL, 0, 0};
     char *data;
 
     if (!PyArg_ParseTuple(args, "Onn:punch", &obj, &start, &stop))
@@ -422,14 +466,18 @@ pages_punch(PyObject *module, PyObject *args)
             goto done;
         }
         /* The partial pages at the edges are zeroed through the shared mapping. */
-        memset(data + start, 0, (size_t)(a - flo));
-        memset(data + (b - sp.r->offset), 0, (size_t)(fhi - b));
-        res = PyLong_FromLongLong(b - a);
+        zero.p0 = data + start;
+        zero.n0 = (size_t)(a - flo);
+        zero.p1 = data + (b - sp.r->offset);
+        zero.n1 = (size_t)(fhi - b);
     }
     else {
-        memset(data + start, 0, (size_t)(stop - start));
-        res = PyLong_FromLong(0);
+        zero.p0 = data + start;
+        zero.n0 = (size_t)(stop - start);
     }
+    if ((zero.n0 > 0 || zero.n1 > 0) && span_guarded(&sp, zero_edges, &zero, 0, 1) < 0)
+        goto done;
+    res = a < b ? PyLong_FromLongLong(b - a) : PyLong_FromLong(0);
 done:
     if (fd >= 0)
         close(fd);
