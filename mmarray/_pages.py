@@ -373,6 +373,9 @@ def prefetch(a: np.ndarray[Any, Any] | Region) -> None:
     it, ``MADV_WILLNEED`` then a read of one byte per page. Afterwards
     :func:`residency` reports every page resident (until memory pressure
     evicts some). Nothing is written: copy-on-write pages stay shared.
+    A page the file no longer holds (truncated by another process) raises
+    ``OSError`` (``EFAULT``) naming the path and the file offset, instead of
+    SIGBUS (see "Truncated files and SIGBUS" in docs/pages.md).
 
     Examples
     --------

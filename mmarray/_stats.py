@@ -416,6 +416,13 @@ def median(
     median : ndarray or scalar
         Exactly what `numpy.median` returns: same values, dtype and shape.
 
+    Raises
+    ------
+    OSError
+        ``EFAULT``: the file under ``a`` is shorter than its mapping (truncated
+        by another process); the message names the path and the file offset.
+        The same holds for every function of this module.
+
     Examples
     --------
     >>> import numpy as np, mmarray

@@ -49,7 +49,7 @@ def run_child(code: str, *args: object) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", PRELUDE + code, *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,  # a broken handler chain loops forever: fail instead
         env=env,
     )
 
@@ -275,6 +275,9 @@ guarded()
 if handler == "faulthandler, enabled later":
     faulthandler.enable()  # on top of the default action, after the guard was removed
     guarded()
+elif handler == "faulthandler, enabled during a guarded call":
+    # installed over our handler: we cannot leave its chain and never go on top again
+    mmarray.median(np.ones(1 << 17), workers=2, progress=lambda f: faulthandler.enable())
 good = np.arange(1 << 17, dtype="f8")
 if how == "numpy":  # no guarded call runs: our handler is not installed
     float(a[-1])
@@ -287,7 +290,12 @@ print("survived", flush=True)
 
 
 HOWS = ["numpy", "numpy during a guarded call", "kill during a guarded call"]
-HANDLERS = ["default", "faulthandler", "faulthandler, enabled later"]
+HANDLERS = [
+    "default",
+    "faulthandler",
+    "faulthandler, enabled later",
+    "faulthandler, enabled during a guarded call",
+]
 
 
 @pytest.mark.parametrize("how", HOWS)
