@@ -62,6 +62,7 @@ struct mm_filter {
     /* bitmap[L-1]: the last known digit of every active target at level L, so that a
      * key is looked at only if one of its digits matches (a few false positives) */
     uint64_t bitmap[3][65536 / 64];
+    uint64_t rawmap[65536 / 64]; /* bitmap[0] over the stored values' top 16 bits */
     int deep;             /* targets at level 2 or 3 are active */
     int sparse;           /* under one key in MM_SPARSE is expected to hit */
     int32_t *slot1;       /* top digit of a level-1 target -> its gather slot (>= 0), or
@@ -163,6 +164,7 @@ typedef struct {
     void (*load)(const char *, npy_intp, npy_intp, uint64_t *);
     npy_intp (*nans)(const char *, npy_intp, npy_intp);
     void (*store)(char *, uint64_t);
+    void (*rawmap)(const uint64_t *, uint64_t *);
 } mm_type;
 
 MM_KERNELS(bool, 8, key_bool)
@@ -178,7 +180,7 @@ MM_KERNELS(u64, 64, key_u64)
 MM_KERNELS(i64, 64, key_i64)
 MM_KERNELS(f64, 64, key_f64)
 
-#define MM_ROW(T, W, F) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T}
+#define MM_ROW(T, W, F) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T, rawmap_##T}
 static const mm_type mm_types[] = {
     MM_ROW(bool, 8, 0), MM_ROW(u8, 8, 0),   MM_ROW(i8, 8, 0),   MM_ROW(u16, 16, 0),
     MM_ROW(i16, 16, 0), MM_ROW(f16, 16, 1), MM_ROW(u32, 32, 0), MM_ROW(i32, 32, 0),
@@ -918,6 +920,7 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
             }
         }
         f->deep = f->ndeeper > 0;
+        ty->rawmap(f->bitmap[0], f->rawmap);
         f->sparse = hits < s->n / MM_SPARSE;
         f->W = W;
         f->nslots = nslots;

@@ -205,6 +205,39 @@ store_f64(char *d, uint64_t k)
     memcpy(d, &v, 8);
 }
 
+/* The top 16 bits of a value as stored (all of an 8- or 16-bit one). */
+static inline uint32_t
+mm_rawtop_8(const char *p)
+{
+    uint8_t v;
+    memcpy(&v, p, 1);
+    return v;
+}
+
+static inline uint32_t
+mm_rawtop_16(const char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline uint32_t
+mm_rawtop_32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v >> 16;
+}
+
+static inline uint32_t
+mm_rawtop_64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (uint32_t)(v >> 48);
+}
+
 /* ---- loops over one strided run ---------------------------------------------- */
 
 /* hist0: counts the first digit (the top 16 bits, or all 8 bits of an 8-bit key).
@@ -255,47 +288,93 @@ store_f64(char *d, uint64_t k)
                 h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
         }                                                                                  \
     }                                                                                      \
-    /* filter: the keys whose digits match an active target.  Few expected hits: one       \
-     * well-predicted branch per key.  Many: blocks of 64 keys set one bit each, then      \
-     * only the hits are visited (no misprediction per hit). */                            \
-    static inline uint64_t hit_##T(uint64_t k, const uint64_t (*bm)[65536 / 64], int deep) \
-    {                                                                                      \
-        uint32_t d1 = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                          \
-        uint64_t hit = (bm[0][d1 >> 6] >> (d1 & 63)) & 1u;                                 \
-        if ((W) == 64 && deep) {                                                           \
-            uint32_t d2 = (uint32_t)(k >> 32) & 0xFFFFu, d3 = (uint32_t)(k >> 16) & 0xFFFFu;\
-            hit |= (bm[1][d2 >> 6] >> (d2 & 63)) & 1u;                                     \
-            hit |= (bm[2][d3 >> 6] >> (d3 & 63)) & 1u;                                     \
-        }                                                                                  \
-        return hit;                                                                        \
-    }                                                                                      \
-    static void filter_##T(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid)\
-    {                                                                                      \
-        const uint64_t(*bm)[65536 / 64] = (const uint64_t(*)[65536 / 64])f->bitmap;        \
-        const int deep = f->deep;                                                          \
-        uint64_t *stage = f->stage + (size_t)tid * (size_t)f->tstride * MM_STAGE;          \
-        int *staged = f->staged + (size_t)tid * (size_t)f->tstride;                        \
-        if (f->sparse) {                                                                   \
-            for (npy_intp i = 0; i < cnt; i++, p += st) {                                  \
-                uint64_t k = KEY(p);                                                       \
-                if (hit_##T(k, bm, deep))                                                  \
-                    mm_filter_hit(f, tid, stage, staged, k);                               \
-            }                                                                              \
-            return;                                                                        \
-        }                                                                                  \
-        for (npy_intp i0 = 0; i0 < cnt; i0 += 64, p += 64 * st) {                          \
-            int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64;                                 \
-            uint64_t mask = 0;                                                             \
-            const char *q = p;                                                             \
-            for (int j = 0; j < nb; j++, q += st) /* key j is bit nb - 1 - j */            \
-                mask = (mask << 1) | hit_##T(KEY(q), bm, deep);                            \
-            while (mask != 0) {                                                            \
-                int j = nb - 1 - __builtin_ctzll(mask);                                    \
-                mask &= mask - 1;                                                          \
-                mm_filter_hit(f, tid, stage, staged, KEY(p + j * st));                     \
-            }                                                                              \
-        }                                                                                  \
-    }                                                                                      \
+    /* rawmap: the first-digit bitmap of the keys, turned into one over the top 16 bits        \
+     * of the values as stored, so that the filter can test a value before making its          \
+     * key.  A value's top bits decide its key's top digit except where the value may be       \
+     * a NaN (every NaN has the largest key): both cases are marked there. */                  \
+    static void rawmap_##T(const uint64_t *kb, uint64_t *rb)                                   \
+    {                                                                                          \
+        const uint32_t nr = (W) < 16 ? (1u << (W)) : 65536u;                                   \
+        memset(rb, 0, 65536 / 8);                                                              \
+        for (uint32_t r = 0; r < nr; r++) {                                                    \
+            unsigned char lo[8] = {0}, hi[8] = {0};                                            \
+            uint32_t a, b;                                                                     \
+            if ((W) == 64) {                                                                   \
+                uint64_t v = (uint64_t)r << 48, v1 = v | 1u;                                   \
+                memcpy(lo, &v, 8);                                                             \
+                memcpy(hi, &v1, 8);                                                            \
+            }                                                                                  \
+            else if ((W) == 32) {                                                              \
+                uint32_t v = r << 16, v1 = v | 1u;                                             \
+                memcpy(lo, &v, 4);                                                             \
+                memcpy(hi, &v1, 4);                                                            \
+            }                                                                                  \
+            else if ((W) == 16) {                                                              \
+                uint16_t v = (uint16_t)r;                                                      \
+                memcpy(lo, &v, 2);                                                             \
+                memcpy(hi, &v, 2);                                                             \
+            }                                                                                  \
+            else {                                                                             \
+                lo[0] = hi[0] = (unsigned char)r;                                              \
+            }                                                                                  \
+            a = (uint32_t)(KEY((const char *)lo) >> ((W) > 16 ? (W) - 16 : 0));                \
+            b = (uint32_t)(KEY((const char *)hi) >> ((W) > 16 ? (W) - 16 : 0));                \
+            if (((kb[a >> 6] >> (a & 63)) | (kb[b >> 6] >> (b & 63))) & 1u)                    \
+                rb[r >> 6] |= (uint64_t)1 << (r & 63);                                         \
+        }                                                                                      \
+    }                                                                                          \
+    /* hit: whether the value at p may belong to an active target.  Targets at level 1         \
+     * only: one test of the stored top bits.  Deeper targets: each digit of the key. */       \
+    static inline __attribute__((always_inline)) uint64_t hit_##T(                             \
+        const char *p, const mm_filter *f, int deep)                                           \
+    {                                                                                          \
+        if (!deep) {                                                                           \
+            uint32_t r = mm_rawtop_##W(p);                                                     \
+            return (f->rawmap[r >> 6] >> (r & 63)) & 1u;                                       \
+        }                                                                                      \
+        else {                                                                                 \
+            uint64_t k = KEY(p);                                                               \
+            uint32_t d1 = (uint32_t)(k >> ((W) > 16 ? (W) - 16 : 0));                          \
+            uint32_t d2 = (uint32_t)(k >> ((W) > 32 ? (W) - 32 : 0)) & 0xFFFFu;                \
+            uint32_t d3 = (uint32_t)(k >> ((W) > 48 ? (W) - 48 : 0)) & 0xFFFFu;                \
+            return ((f->bitmap[0][d1 >> 6] >> (d1 & 63)) | (f->bitmap[1][d2 >> 6] >> (d2 & 63)) |\
+                    (f->bitmap[2][d3 >> 6] >> (d3 & 63))) & 1u;                                \
+        }                                                                                      \
+    }                                                                                          \
+    /* filter: the values that may belong to an active target go to mm_filter_hit.  Few        \
+     * expected hits: one well-predicted branch per value.  Many: blocks of 64 values          \
+     * set one bit each, then only the hits are visited (no misprediction per hit). */         \
+    static inline __attribute__((always_inline)) void filter_run_##T(                          \
+        const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid, int deep)             \
+    {                                                                                          \
+        uint64_t *stage = f->stage + (size_t)tid * (size_t)f->tstride * MM_STAGE;              \
+        int *staged = f->staged + (size_t)tid * (size_t)f->tstride;                            \
+        if (f->sparse) {                                                                       \
+            for (npy_intp i = 0; i < cnt; i++, p += st)                                        \
+                if (hit_##T(p, f, deep))                                                       \
+                    mm_filter_hit(f, tid, stage, staged, KEY(p));                              \
+            return;                                                                            \
+        }                                                                                      \
+        for (npy_intp i0 = 0; i0 < cnt; i0 += 64, p += 64 * st) {                              \
+            int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64;                                     \
+            uint64_t mask = 0;                                                                 \
+            const char *q = p;                                                                 \
+            for (int j = 0; j < nb; j++, q += st) /* value j is bit nb - 1 - j */              \
+                mask = (mask << 1) | hit_##T(q, f, deep);                                      \
+            while (mask != 0) {                                                                \
+                int j = nb - 1 - __builtin_ctzll(mask);                                        \
+                mask &= mask - 1;                                                              \
+                mm_filter_hit(f, tid, stage, staged, KEY(p + j * st));                         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void filter_##T(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int tid)    \
+    {                                                                                          \
+        if (f->deep)                                                                           \
+            filter_run_##T(p, cnt, st, f, tid, 1);                                             \
+        else                                                                                   \
+            filter_run_##T(p, cnt, st, f, tid, 0);                                             \
+    }                                                                                          \
     static void load_##T(const char *p, npy_intp cnt, npy_intp st, uint64_t *out)           \
     {                                                                                      \
         for (npy_intp i = 0; i < cnt; i++, p += st)                                        \

@@ -328,6 +328,29 @@ def test_buckets_deferred_to_later_passes():
     check("median", a.astype(np.float64), workers=(2,))
 
 
+@pytest.mark.parametrize(
+    "dtype, payload_nans",
+    [("f8", [0x7FF0000000000001, 0xFFF0000000000001]), ("f4", [0x7F800001, 0xFF800001])],
+)
+def test_nans_whose_top_bits_look_like_inf(dtype, payload_nans):
+    # NaNs with only their lowest mantissa bit set share their top 16 bits with +inf
+    # and -inf: the filter's test on the stored top bits must still count them as NaN
+    # (the largest key) and keep them out of the infinities' buckets.
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal(1_200_000).astype(dtype)
+    a[::7] = np.inf
+    a[3::11] = -np.inf
+    bits = np.array(payload_nans, dtype=a.dtype.str.replace("f", "u"))
+    nans = bits.view(a.dtype)
+    assert np.isnan(nans).all()
+    a[5::13] = nans[0]
+    a[6::17] = nans[1]
+    for name in ("median", "nanmedian"):
+        check(name, a, workers=(1, 2))
+    check("nanquantile", a, [0.0, 0.05, 0.5, 0.93, 1.0], method="lower", workers=(2,))
+    check("quantile", a, [0.0, 0.5, 1.0], method="higher", workers=(1,))
+
+
 def test_gathered_bucket_narrowed_digit_by_digit():
     # 1.5M values that share every bit but the lowest ten, with repeats: the one bucket
     # is gathered whole and narrowed in memory through each remaining digit, and the
