@@ -44,7 +44,6 @@
 
 enum { T_GATHER = 1, T_HIST = 2 };
 #define MM_NOSLOT INT32_MIN
-#define MM_HUGE ((size_t)2 << 20) /* the gather arena's alignment: one huge page */
 
 /* One bucket of keys that holds some of the wanted ranks. */
 typedef struct {
@@ -55,7 +54,7 @@ typedef struct {
     npy_intp count;    /* keys in the bucket */
     npy_intp base;     /* keys of the lane below the bucket */
     npy_intp r0, r1;   /* the lane's ranks (indexes into the sorted list) in the bucket */
-    uint64_t *buf;     /* T_GATHER: the keys (a slice of the filter's arena) */
+    uint64_t *buf;     /* T_GATHER: the keys (a slice of the gather arena) */
 } mm_target;
 
 struct mm_filter {
@@ -165,22 +164,24 @@ typedef struct {
     npy_intp (*nans)(const char *, npy_intp, npy_intp);
     void (*store)(char *, uint64_t);
     void (*rawmap)(const uint64_t *, uint64_t *);
+    uint32_t (*keytop)(uint32_t, unsigned);
 } mm_type;
 
-MM_KERNELS(bool, 8, key_bool)
-MM_KERNELS(u8, 8, key_u8)
-MM_KERNELS(i8, 8, key_i8)
-MM_KERNELS(u16, 16, key_u16)
-MM_KERNELS(i16, 16, key_i16)
-MM_KERNELS(f16, 16, key_f16)
-MM_KERNELS(u32, 32, key_u32)
-MM_KERNELS(i32, 32, key_i32)
-MM_KERNELS(f32, 32, key_f32)
-MM_KERNELS(u64, 64, key_u64)
-MM_KERNELS(i64, 64, key_i64)
-MM_KERNELS(f64, 64, key_f64)
+MM_KERNELS(bool, 8, key_bool, 0)
+MM_KERNELS(u8, 8, key_u8, 0)
+MM_KERNELS(i8, 8, key_i8, 0)
+MM_KERNELS(u16, 16, key_u16, 0)
+MM_KERNELS(i16, 16, key_i16, 0)
+MM_KERNELS(f16, 16, key_f16, 0)
+MM_KERNELS(u32, 32, key_u32, 0)
+MM_KERNELS(i32, 32, key_i32, 0)
+MM_KERNELS(f32, 32, key_f32, 0x7F80u)
+MM_KERNELS(u64, 64, key_u64, 0)
+MM_KERNELS(i64, 64, key_i64, 0)
+MM_KERNELS(f64, 64, key_f64, 0x7FF0u)
 
-#define MM_ROW(T, W, F) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T, rawmap_##T}
+#define MM_ROW(T, W, F) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T, rawmap_##T, \
+                         keytop_##T}
 static const mm_type mm_types[] = {
     MM_ROW(bool, 8, 0), MM_ROW(u8, 8, 0),   MM_ROW(i8, 8, 0),   MM_ROW(u16, 16, 0),
     MM_ROW(i16, 16, 0), MM_ROW(f16, 16, 1), MM_ROW(u32, 32, 0), MM_ROW(i32, 32, 0),
@@ -564,16 +565,16 @@ typedef struct {
 
 /* The keys of ranks rk[r0:r1] - off (sorted) among a[0:n), whose bits above the low
  * `bits` are all equal, go to outk[r0:r1].  Large buckets are narrowed in memory by
- * the next 16-bit digit (a histogram, then the keys of the wanted digits moved to the
- * front), which costs a few sequential passes where introselect would take many
- * branchy ones.  Returns -1 only if a table could not be allocated (outk then holds
+ * the next digit, up to 16 bits with about 16 keys a bin (a histogram, then the keys
+ * of the wanted digits moved to the front), which costs a few sequential passes where
+ * introselect would take many branchy ones.  Returns -1 only if a table could not be allocated (outk then holds
  * nothing useful; the caller falls back to multiselect). */
 static int
 bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp off,
               npy_intp r0, npy_intp r1, uint64_t *outk)
 {
-    int w = bits < 16 ? bits : 16, sh = bits - w, rc = -1;
-    uint32_t nb = (uint32_t)1 << w, b = 0;
+    int w = bits < 16 ? bits : 16, sh, rc = -1;
+    uint32_t nb, b = 0;
     uint32_t *hist = NULL;
     mm_group *grp = NULL;
     npy_intp ng = 0, cum = off, start = 0;
@@ -583,6 +584,10 @@ bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp o
         rc = 0;
         goto done;
     }
+    while (w > 8 && ((npy_intp)1 << (w + 4)) > n) /* about 16 keys a bin: a small table */
+        w--;
+    sh = bits - w;
+    nb = (uint32_t)1 << w;
     hist = calloc(nb, sizeof(uint32_t));
     grp = malloc((size_t)(r1 - r0) * sizeof(mm_group));
     if (hist == NULL || grp == NULL)
@@ -806,6 +811,68 @@ split_target(const mm_sel *s, const mm_target *t, const uint64_t *hist, int nbin
     return 0;
 }
 
+/* ---- the gather arena ---------------------------------------------------------------- */
+
+/* The gathered keys of one pass live in one anonymous mapping (at most MM_GATHER_ALL
+ * keys).  Fresh pages cost a fault and a zeroed page each, which for ten million keys
+ * is as much as the gathering itself, so the mapping is kept for the next call: one
+ * mapping at most, taken and put back with an atomic exchange (no lock a fork could
+ * catch held), its pages given back lazily (MADV_FREE: the kernel reclaims them under
+ * memory pressure, a later write reuses them if it has not).  Its first page holds
+ * the mapping's size and is never lazily freed. */
+typedef struct {
+    size_t bytes; /* the whole mapping, this page included */
+} mm_arena_head;
+
+static _Atomic(mm_arena_head *) mm_arena_cache = NULL;
+
+static void
+arena_unmap(mm_arena_head *h)
+{
+    if (h != NULL)
+        munmap(h, h->bytes);
+}
+
+/* A buffer of at least `bytes` bytes, or NULL (no memory). */
+static uint64_t *
+arena_get(size_t bytes)
+{
+    size_t page = mm_page_size(), total;
+    mm_arena_head *h = atomic_exchange(&mm_arena_cache, NULL);
+    uint64_t *keys = NULL;
+    void *p;
+    if (h != NULL && h->bytes - page >= bytes) {
+        keys = (uint64_t *)(void *)((char *)h + page);
+        goto done;
+    }
+    arena_unmap(h);
+    total = page + ((bytes + page - 1) & ~(page - 1));
+    p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        goto done;
+    h = p;
+    h->bytes = total;
+    keys = (uint64_t *)(void *)((char *)p + page);
+done:
+    return keys;
+}
+
+/* Gives back a buffer from arena_get (NULL is ignored): kept if the cache is empty. */
+static void
+arena_put(uint64_t *keys)
+{
+    size_t page = mm_page_size();
+    mm_arena_head *h, *none = NULL;
+    if (keys == NULL)
+        return;
+    h = (mm_arena_head *)(void *)((char *)keys - page);
+#ifdef MADV_FREE
+    (void)madvise(keys, h->bytes - page, MADV_FREE); /* a hint: failure is harmless */
+#endif
+    if (!atomic_compare_exchange_strong(&mm_arena_cache, &none, h))
+        arena_unmap(h);
+}
+
 /* Frees what one pass of select_long allocated: the targets' gather buffers and the
  * filter's tables. Safe to call twice. */
 static void
@@ -813,7 +880,7 @@ pass_free(mm_filter *f, mm_target *pend, npy_intp npend)
 {
     for (npy_intp i = 0; i < npend; i++)
         pend[i].buf = NULL;
-    free(f->arena);
+    arena_put(f->arena);
     f->arena = NULL;
     free(f->slots);
     free(f->fill);
@@ -856,9 +923,13 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
     memset(s->since_flush, 0, (size_t)nth * sizeof(npy_intp));
     if (run_job(s, task_hist0, ntasks, s->n, lb, lw * 0.6) < 0)
         goto done;
-    for (int t = 0; t < nth; t++)
-        for (int b = 0; b < s->hbins; b++)
-            total[b % nbins] += s->h64[(size_t)t * s->hbins + b] + s->h32[(size_t)t * s->hbins + b];
+    for (int b = 0; b < nbins; b++) { /* 32/64 bits: bins of stored top bits to key digits */
+        uint64_t c = 0;
+        for (int t = 0; t < nth; t++)
+            for (int j = b; j < s->hbins; j += nbins)
+                c += s->h64[(size_t)t * s->hbins + j] + s->h32[(size_t)t * s->hbins + j];
+        total[W > 16 ? ty->keytop((uint32_t)b, 0) : (uint32_t)b] += c;
+    }
     memset(&root, 0, sizeof(root));
     root.count = s->n;
     root.r1 = s->m;
@@ -899,19 +970,14 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
             else
                 f->deeper[f->ndeeper++] = t;
         }
-        /* one buffer for every gathered bucket, in huge pages where the system has them:
-         * far fewer page faults than a buffer per bucket */
+        /* one buffer for every gathered bucket, kept for the next call */
         if (ngather > 0) {
-            size_t bytes = ((size_t)gathered * sizeof(uint64_t) + MM_HUGE - 1) & ~(MM_HUGE - 1);
             npy_intp at = 0;
-            f->arena = aligned_alloc(MM_HUGE, bytes > 0 ? bytes : MM_HUGE);
+            f->arena = arena_get((size_t)gathered * sizeof(uint64_t));
             if (f->arena == NULL) {
                 PyErr_NoMemory();
                 goto pass_fail;
             }
-#ifdef MADV_HUGEPAGE
-            (void)madvise(f->arena, bytes, MADV_HUGEPAGE); /* a hint: failure is harmless */
-#endif
             for (npy_intp i = 0; i < npend; i++) {
                 if (pend[i].mode == T_GATHER) {
                     pend[i].buf = f->arena + at;

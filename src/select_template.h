@@ -238,12 +238,49 @@ mm_rawtop_64(const char *p)
     return (uint32_t)(v >> 48);
 }
 
+/* The first-digit bin of the 32- and 64-bit NaNs that share their top 16 bits with an
+ * infinity: these top bits (exponent all ones, mantissa's top bits all ones) only ever
+ * belong to NaNs, in float32 and float64 alike. */
+#define MM_NANBIN 0x7FFFu
+
 /* ---- loops over one strided run ---------------------------------------------- */
 
 /* hist0: counts the first digit (the top 16 bits, or all 8 bits of an 8-bit key).
  * Keys of 8 bits spread over four sub-histograms of 256 bins, 32- and 64-bit keys over
  * two of 65536, so that runs of equal top digits do not serialise on one counter. */
-#define MM_KERNELS(T, W, KEY)                                                              \
+#define MM_KERNELS(T, W, KEY, SPECIAL)                                                              \
+    /* hist_bin: the first-digit histogram bin of a 32- or 64-bit value: its stored top    \
+     * 16 bits, except that a NaN whose top bits are those of an infinity goes to the      \
+     * bin MM_NANBIN, which holds NaNs only (SPECIAL: the exponent's bits there). */       \
+    static inline uint32_t hist_bin_##T(const char *p)                                     \
+    {                                                                                      \
+        uint32_t r = mm_rawtop_##W(p);                                                     \
+        if ((SPECIAL) != 0 && (r & (SPECIAL)) == (SPECIAL) &&                              \
+            KEY(p) == ((W) == 64 ? UINT64_MAX : (((uint64_t)1 << ((W) & 63)) - 1)))        \
+            r = MM_NANBIN;                                                                 \
+        return r;                                                                          \
+    }                                                                                      \
+    /* keytop: the key's top digit of the value whose stored top 16 bits are r and whose   \
+     * other bits are all zero (low = 0) or zero but the lowest (low = 1) */               \
+    static uint32_t keytop_##T(uint32_t r, unsigned low)                                   \
+    {                                                                                      \
+        unsigned char v[8] = {0};                                                          \
+        if ((W) == 64) {                                                                   \
+            uint64_t x = (uint64_t)r << 48 | low;                                          \
+            memcpy(v, &x, 8);                                                              \
+        }                                                                                  \
+        else if ((W) == 32) {                                                              \
+            uint32_t x = r << 16 | low;                                                    \
+            memcpy(v, &x, 4);                                                              \
+        }                                                                                  \
+        else if ((W) == 16) {                                                              \
+            uint16_t x = (uint16_t)r;                                                      \
+            memcpy(v, &x, 2);                                                              \
+        }                                                                                  \
+        else                                                                               \
+            v[0] = (unsigned char)r;                                                       \
+        return (uint32_t)(KEY((const char *)v) >> ((W) > 16 ? (W) - 16 : 0));              \
+    }                                                                                      \
     static void hist0_##T(const char *p, npy_intp cnt, npy_intp st, uint32_t *h)            \
     {                                                                                      \
         npy_intp i = 0;                                                                    \
@@ -279,50 +316,29 @@ mm_rawtop_64(const char *p)
             for (; i < cnt; i++, p += st)                                                  \
                 h[KEY(p)]++;                                                               \
         }                                                                                  \
-        else {                                                                             \
+        else { /* by the stored top bits (the key's top digit comes at the merge) */       \
             for (; i + 2 <= cnt; i += 2, p += 2 * st) {                                    \
-                h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
-                h[65536 + (KEY(p + st) >> ((W) > 16 ? (W) - 16 : 0))]++;                   \
+                h[hist_bin_##T(p)]++;                                                      \
+                h[65536 + hist_bin_##T(p + st)]++;                                         \
             }                                                                              \
             for (; i < cnt; i++, p += st)                                                  \
-                h[KEY(p) >> ((W) > 16 ? (W) - 16 : 0)]++;                                  \
+                h[hist_bin_##T(p)]++;                                                      \
         }                                                                                  \
     }                                                                                      \
     /* rawmap: the first-digit bitmap of the keys, turned into one over the top 16 bits        \
      * of the values as stored, so that the filter can test a value before making its          \
      * key.  A value's top bits decide its key's top digit except where the value may be       \
      * a NaN (every NaN has the largest key): both cases are marked there. */                  \
-    static void rawmap_##T(const uint64_t *kb, uint64_t *rb)                                   \
-    {                                                                                          \
-        const uint32_t nr = (W) < 16 ? (1u << (W)) : 65536u;                                   \
-        memset(rb, 0, 65536 / 8);                                                              \
-        for (uint32_t r = 0; r < nr; r++) {                                                    \
-            unsigned char lo[8] = {0}, hi[8] = {0};                                            \
-            uint32_t a, b;                                                                     \
-            if ((W) == 64) {                                                                   \
-                uint64_t v = (uint64_t)r << 48, v1 = v | 1u;                                   \
-                memcpy(lo, &v, 8);                                                             \
-                memcpy(hi, &v1, 8);                                                            \
-            }                                                                                  \
-            else if ((W) == 32) {                                                              \
-                uint32_t v = r << 16, v1 = v | 1u;                                             \
-                memcpy(lo, &v, 4);                                                             \
-                memcpy(hi, &v1, 4);                                                            \
-            }                                                                                  \
-            else if ((W) == 16) {                                                              \
-                uint16_t v = (uint16_t)r;                                                      \
-                memcpy(lo, &v, 2);                                                             \
-                memcpy(hi, &v, 2);                                                             \
-            }                                                                                  \
-            else {                                                                             \
-                lo[0] = hi[0] = (unsigned char)r;                                              \
-            }                                                                                  \
-            a = (uint32_t)(KEY((const char *)lo) >> ((W) > 16 ? (W) - 16 : 0));                \
-            b = (uint32_t)(KEY((const char *)hi) >> ((W) > 16 ? (W) - 16 : 0));                \
-            if (((kb[a >> 6] >> (a & 63)) | (kb[b >> 6] >> (b & 63))) & 1u)                    \
-                rb[r >> 6] |= (uint64_t)1 << (r & 63);                                         \
-        }                                                                                      \
-    }                                                                                          \
+    static void rawmap_##T(const uint64_t *kb, uint64_t *rb)                               \
+    {                                                                                      \
+        const uint32_t nr = (W) < 16 ? (1u << (W)) : 65536u;                               \
+        memset(rb, 0, 65536 / 8);                                                          \
+        for (uint32_t r = 0; r < nr; r++) {                                                \
+            uint32_t a = keytop_##T(r, 0), b = keytop_##T(r, 1);                           \
+            if (((kb[a >> 6] >> (a & 63)) | (kb[b >> 6] >> (b & 63))) & 1u)                \
+                rb[r >> 6] |= (uint64_t)1 << (r & 63);                                     \
+        }                                                                                  \
+    }                                                                                      \
     /* hit: whether the value at p may belong to an active target.  Targets at level 1         \
      * only: one test of the stored top bits.  Deeper targets: each digit of the key. */       \
     static inline __attribute__((always_inline)) uint64_t hit_##T(                             \

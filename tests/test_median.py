@@ -351,6 +351,27 @@ def test_nans_whose_top_bits_look_like_inf(dtype, payload_nans):
     check("quantile", a, [0.0, 0.5, 1.0], method="higher", workers=(1,))
 
 
+def test_gather_buffer_is_reused_not_leaked():
+    # The gather buffer is kept for the next call (one mapping at most): calls that
+    # gather more, then less, then more again give numpy's answers and leave the
+    # address space where the first round put it.
+    rng = np.random.default_rng(13)
+    big = rng.standard_normal(3_000_000)
+    small = big[:1_100_000].copy()
+    qs = np.linspace(0.1, 0.9, 9)
+
+    def vmsize():
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) << 10 for x in f if x.startswith("VmSize:"))
+
+    counts = []
+    for _ in range(3):  # the first round may add glibc's per-thread arenas
+        for a in (small, big, small, big[::-1]):
+            check("quantile", a, qs, workers=(1, 2))
+        counts.append(vmsize())
+    assert counts[2] - counts[1] < 8 << 20  # a leaked buffer would be 24 MiB a call
+
+
 def test_gathered_bucket_narrowed_digit_by_digit():
     # 1.5M values that share every bit but the lowest ten, with repeats: the one bucket
     # is gathered whole and narrowed in memory through each remaining digit, and the
