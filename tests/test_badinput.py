@@ -522,3 +522,35 @@ def test_bug_npy_3_0_field_names_were_decoded_as_latin_1(tmp_path):
         np.lib.format.write_array(f, a, version=(3, 0))
     b = mmarray.open(path)
     assert b.dtype.names == ("é", "日") and b.dtype == np.load(path).dtype
+
+
+CRASHERS = {
+    # numpy infers a -1 dimension by dividing by the item size: SIGFPE for 0-byte items
+    "forged ArrayRef": """
+        a = mmarray.anonymous(16, "u1")
+        f = dict(zip(mmarray.ArrayRef.__slots__, mmarray.share(a).__reduce__()[1]))
+        f.update(shape=(-1,), strides=None, dtype=np.dtype("V0"))
+        mmarray.ArrayRef(*f.values()).open()
+    """,
+    "memmap": """
+        open(p, "wb").write(b"abc")
+        mmarray.memmap(p, dtype="V0", mode="r", shape=-1)  # np.memmap dies here
+    """,
+    "open": """
+        open(p, "wb").write(b"abc")
+        mmarray.open(p, dtype="V0", shape=-1)
+    """,
+}
+
+
+@pytest.mark.parametrize("case", list(CRASHERS))
+def test_bug_a_negative_shape_of_zero_byte_items_killed_the_process(tmp_path, case):
+    """A forged ArrayRef did (SIGFPE in numpy); memmap and open must keep refusing it."""
+    code = "import numpy as np, mmarray\np = {!r}\ntry:\n{}\nexcept ValueError as e:\n"
+    code = code.format(
+        str(tmp_path / "f"), textwrap.indent(textwrap.dedent(CRASHERS[case]), "    ")
+    )
+    code += "    print('refused:', e)\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"status {run.returncode}: {run.stderr}"
+    assert run.stdout.startswith("refused:") and "negative" in run.stdout, run.stdout
