@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
 import math
 import operator
 import os
+import stat
+import sys
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ __all__ = ["open", "create", "anonymous", "region", "Region"]
 _OPEN_MODES = {"r": ("r", True), "r+": ("w", True), "c": ("c", False)}
 _ALLOCATE = ("sparse", "reserve")
 _pyopen = open
+_tmp_serial = itertools.count()
 
 
 def _shape_tuple(shape: Any) -> tuple[int, ...]:
@@ -51,6 +56,17 @@ def _checked_dtype(dtype: DTypeLike) -> np.dtype[Any]:
     return dt
 
 
+def _expand_subarray(
+    shape: tuple[int, ...], dt: np.dtype[Any]
+) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """A subarray dtype such as ``('u2', (3,))`` adds its dimensions to the shape, as
+    in numpy's arrays; a ``.npy`` header can only describe the expanded array."""
+    if dt.subdtype is None:
+        return shape, dt
+    base, sub = dt.subdtype
+    return shape + tuple(sub), base
+
+
 def open(  # noqa: A001 - the public name is mmarray.open
     path: str | os.PathLike[str],
     mode: str = "r",
@@ -76,8 +92,8 @@ def open(  # noqa: A001 - the public name is mmarray.open
         ``'r'`` read-only array, ``'r+'`` writes go to the file, ``'c'``
         copy-on-write: writes stay in this process's memory.
     dtype : data-type, optional
-        Element type of a raw file. For ``.npy`` files it may be given only if
-        it equals the header's.
+        Element type of a raw file. Giving it makes any file raw: a ``.npy``
+        file is then mapped from byte ``offset``, header included (its raw bytes).
     shape : int or tuple of ints, optional
         Shape of a raw file's array; by default as many elements as fit after
         ``offset``. For ``.npy`` files it may be given only if it equals the header's.
@@ -121,44 +137,47 @@ def open(  # noqa: A001 - the public name is mmarray.open
         access, shared = _OPEN_MODES[mode]
     except (KeyError, TypeError):
         raise ValueError(f"mode must be 'r', 'r+' or 'c', not {mode!r}") from None
+    fortran = _order_is_fortran(order)
+    dt = None if dtype is None else _checked_dtype(dtype)
+    offset = operator.index(offset)
     if offset < 0:
         raise ValueError(f"offset must be non-negative, got {offset}")
+    shp = None if shape is None else _shape_tuple(shape)
+    start = 0 if dt is None else offset  # a .npy file is mapped whole
     if access == "r":
-        reg = Region.open(path, 0, 0 if dtype is None else offset)
+        reg = Region.open(path, 0, start)
     else:
-        reg = Region.open(path, 0, 0 if dtype is None else offset, access=access, shared=shared)
-    if dtype is None:
-        if reg.size < 6 or not _npy.is_npy(memoryview(reg)[:6].tobytes()):
-            reg.close()
-            raise ValueError(
-                f"{reg.name}: not a .npy file (no magic string); a raw file needs dtype="
-            )
-        return _open_npy(reg, shape, offset, order)
+        reg = Region.open(path, 0, start, access=access, shared=shared)
     try:
-        dt = _checked_dtype(dtype)
-        fortran = _order_is_fortran(order)
+        if dt is None:
+            return _open_npy(reg, shp, offset)
+        avail = reg.size
+        if shp is None:
+            if dt.itemsize == 0:
+                raise ValueError(
+                    f"{reg.name}: the {dt} item size is 0, so shape= cannot be inferred; give it"
+                )
+            if avail % dt.itemsize:
+                raise ValueError(
+                    f"{reg.name}: {avail} bytes after offset {offset} are not a multiple of "
+                    f"the {dt} item size ({dt.itemsize})"
+                )
+            shp = (avail // dt.itemsize,)
+        else:
+            try:
+                _npy.check_shape(shp, dt.itemsize)
+            except ValueError as e:
+                raise ValueError(f"{reg.name}: {e}") from None
+            need = math.prod(shp) * dt.itemsize
+            if need > avail:
+                raise ValueError(
+                    f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
+                    f"but the file has {avail}"
+                )
+        return _ndarray(reg, dt, shp, 0, fortran)
     except BaseException:
         reg.close()
         raise
-    avail = reg.size
-    if shape is None:
-        if avail % dt.itemsize:
-            reg.close()
-            raise ValueError(
-                f"{reg.name}: {avail} bytes after offset {offset} are not a multiple of "
-                f"the {dt} item size ({dt.itemsize})"
-            )
-        shp: tuple[int, ...] = (avail // dt.itemsize,)
-    else:
-        shp = _shape_tuple(shape)
-        need = math.prod(shp) * dt.itemsize
-        if need > avail:
-            reg.close()
-            raise ValueError(
-                f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
-                f"but the file has {avail}"
-            )
-    return _ndarray(reg, dt, shp, 0, fortran)
 
 
 def _pages_at_open(
@@ -174,33 +193,31 @@ def _pages_at_open(
     return arr
 
 
-def _open_npy(reg: Region, shape: Any, offset: int, order: str) -> np.ndarray[Any, Any]:
+def _open_npy(reg: Region, shape: tuple[int, ...] | None, offset: int) -> np.ndarray[Any, Any]:
     """Build the array of a mapped .npy file (reg maps the whole file)."""
-    try:
-        if offset:
-            raise ValueError(f"{reg.name}: offset is not allowed for .npy files")
-        buf = memoryview(reg)
-        try:
-            span = _npy.header_span(buf, reg.name)
-            raw = buf[:span].tobytes()
-        finally:
-            buf.release()
-        try:
-            shp, fortran, dt = _npy.parse_header(raw)
-        except ValueError as e:
-            raise ValueError(f"{reg.name}: bad .npy header: {e}") from None
-        if shape is not None and _shape_tuple(shape) != shp:
-            raise ValueError(f"{reg.name}: shape {shape} does not match the .npy header's {shp}")
-        need = math.prod(shp) * dt.itemsize
-        if reg.size - span < need:
+    with memoryview(reg) as buf:
+        if len(buf) < 6 or not _npy.is_npy(buf[:6].tobytes()):
             raise ValueError(
-                f"{reg.name}: .npy header says shape {shp} of {dt} ({need} bytes) but the "
-                f"file holds {reg.size - span} bytes of data"
+                f"{reg.name}: not a .npy file (no magic string); a raw file needs dtype="
             )
-        return _ndarray(reg, dt, shp, span, fortran)
-    except BaseException:
-        reg.close()
-        raise
+    if offset:
+        raise ValueError(f"{reg.name}: offset is not allowed for .npy files")
+    with memoryview(reg) as buf:
+        span = _npy.header_span(buf, reg.name)
+        raw = buf[:span].tobytes()
+    try:
+        shp, fortran, dt = _npy.parse_header(raw)
+    except ValueError as e:
+        raise ValueError(f"{reg.name}: bad .npy header: {e}") from None
+    if shape is not None and shape != shp:
+        raise ValueError(f"{reg.name}: shape {shape} does not match the .npy header's {shp}")
+    need = math.prod(shp) * dt.itemsize
+    if reg.size - span < need:
+        raise ValueError(
+            f"{reg.name}: .npy header says shape {shp} of {dt} ({need} bytes) but the "
+            f"file holds {reg.size - span} bytes of data"
+        )
+    return _ndarray(reg, dt, shp, span, fortran)
 
 
 def create(
@@ -222,7 +239,8 @@ def create(
         any other path a raw file.
     shape : int or tuple of ints
     dtype : data-type
-        Object dtypes are refused.
+        Object dtypes are refused. A subarray dtype such as ``('f4', (3,))``
+        adds its dimensions to ``shape``, as numpy's arrays do.
     fill : scalar, optional
         Value written to every element. Zero (the default content) is free.
     allocate : {'sparse', 'reserve'}
@@ -233,7 +251,9 @@ def create(
     exist_ok : bool
         Replace an existing file. The new file is prepared beside it and
         renamed over it only once it is complete, so a failure leaves the old
-        file intact.
+        file intact. It keeps the old file's permission bits (as ``open(path,
+        'w')`` would); a new file gets ``0o666`` less the umask. Only a regular
+        file is replaced (a device, FIFO or directory raises an error).
     order : {'C', 'F'}
 
     Returns
@@ -249,23 +269,27 @@ def create(
     array([[1.5, 1.5],
            [1.5, 1.5]], dtype=float32)
     """
-    dt = _checked_dtype(dtype)
-    shp = _shape_tuple(shape)
+    shp, dt = _expand_subarray(_shape_tuple(shape), _checked_dtype(dtype))
     fortran = _order_is_fortran(order)
     if allocate not in _ALLOCATE:
         raise ValueError(f"allocate must be 'sparse' or 'reserve', not {allocate!r}")
+    _npy.check_shape(shp, dt.itemsize)
     path = os.fspath(path)
     nbytes = math.prod(shp) * dt.itemsize
-    header = _npy.make_header(shp, dt, fortran) if str(path).endswith(".npy") else b""
+    header = _npy.make_header(shp, dt, fortran) if os.fsdecode(path).endswith(".npy") else b""
     total = len(header) + nbytes
+    if total > sys.maxsize:
+        raise ValueError(f"shape {shp} of {dt} needs {total} bytes: too big for a file")
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     target = path
+    perms = None  # a new file: 0o666 reduced by the umask, as open() makes it
     if exist_ok:
-        d, base = os.path.split(path)
-        path = os.path.join(d, f".{base}.{os.getpid()}.{id(shp):x}.tmp")
+        path, perms = _replacement(path)
     fd = os.open(path, flags, 0o666)
     ok = False
     try:
+        if perms is not None:
+            os.fchmod(fd, perms)  # the replaced file's permissions, exactly
         if header:
             os.pwrite(fd, header, 0)
         try:
@@ -281,6 +305,7 @@ def create(
         arr = _ndarray(reg, dt, shp, len(header), fortran)
         if fill is not None:
             value = np.asarray(fill, dtype=dt)
+            _check_fill_shape(value, arr.shape)  # a zero fill is skipped: check it anyway
             if value.tobytes() != bytes(dt.itemsize):
                 arr[...] = value
         if exist_ok:
@@ -291,6 +316,46 @@ def create(
         if not ok:
             os.unlink(path)
     return arr
+
+
+def _check_fill_shape(value: np.ndarray[Any, Any], shape: tuple[int, ...]) -> None:
+    """Raise ValueError unless ``arr[...] = value`` works for an array of this shape
+    (numpy drops the value's leading length-1 dimensions, then broadcasts)."""
+    v = value
+    while v.ndim > len(shape) and v.shape[0] == 1:
+        v = v[0]
+    try:
+        np.broadcast_to(v, shape)
+    except ValueError:
+        raise ValueError(
+            f"could not broadcast the fill value of shape {value.shape} into shape {shape}"
+        ) from None
+
+
+def _replacement(target: Any) -> tuple[Any, int | None]:
+    """The temporary path ``create(..., exist_ok=True)`` prepares beside ``target``,
+    and the permission bits it must get: those of the file it replaces (``open(path, 'w')``
+    would keep them; a private file must not become readable by others), or None when
+    there is no such file (then the umask applies)."""
+    d, base = os.path.split(target)
+    if not base:
+        err = errno.ENOENT if not d else errno.EISDIR
+        raise OSError(err, os.strerror(err), target)
+    name = f".{os.fsdecode(base)}.{os.getpid()}.{next(_tmp_serial)}.tmp"
+    tmp = os.path.join(d, os.fsencode(name) if isinstance(base, bytes) else name)
+    try:
+        st = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return tmp, None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target)
+    if not stat.S_ISREG(st.st_mode):
+        # renaming over a device, a FIFO or a socket would remove it (as root, /dev/null)
+        raise ValueError(
+            f"{os.fsdecode(target)}: exists and is not a regular file; exist_ok=True "
+            "replaces regular files only"
+        )
+    return tmp, stat.S_IMODE(st.st_mode) & 0o777
 
 
 def anonymous(
@@ -322,9 +387,9 @@ def anonymous(
     >>> int(a.sum())
     42
     """
-    dt = _checked_dtype(dtype)
-    shp = _shape_tuple(shape)
+    shp, dt = _expand_subarray(_shape_tuple(shape), _checked_dtype(dtype))
     fortran = _order_is_fortran(order)
+    _npy.check_shape(shp, dt.itemsize)
     reg = Region.anonymous(math.prod(shp) * dt.itemsize, shared=shared)
     return _ndarray(reg, dt, shp, 0, fortran)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import numbers
 import os
 import struct
 import time
@@ -51,7 +52,8 @@ def lock(
     shared : bool
         Take a shared (read) lock instead of an exclusive (write) lock.
     timeout : float, optional
-        Seconds to wait at most; ``None`` waits forever, ``0`` tries once.
+        Seconds to wait at most; ``None`` waits forever, ``0`` tries once. Negative
+        and NaN timeouts raise ``ValueError``.
 
     Raises
     ------
@@ -70,6 +72,11 @@ def lock(
     >>> int(counter[0])
     1
     """
+    if timeout is not None:
+        if not isinstance(timeout, numbers.Real):
+            raise TypeError(f"timeout must be None or a number of seconds, not {timeout!r}")
+        if not timeout >= 0:  # NaN too: it would never expire
+            raise ValueError(f"timeout must be None or non-negative seconds, got {timeout!r}")
     reg = region(a)
     if reg is None or reg.closed or reg.fileno() < 0:
         raise ValueError(

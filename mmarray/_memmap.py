@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import stat
 from typing import Any
 
 import numpy as np
@@ -71,8 +72,12 @@ class memmap(np.ndarray):
             raise ValueError(f"mode must be one of {valid!r} (got {mode!r})")
         if mode == "w+" and shape is None:
             raise ValueError("shape must be given if mode == 'w+'")
-        if order not in ("C", "F"):
-            raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+        # as numpy.ndarray reads it: only 'F' (any case) means Fortran order
+        if order is not None and not isinstance(order, str):
+            raise TypeError(f"order must be str, not {type(order).__name__}")
+        if order is not None and order.upper() not in ("C", "F", "A", "K"):
+            raise ValueError(f"order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+        fortran = order is not None and order.upper() == "F"
         descr = np.dtype(dtype)
         if descr.hasobject:
             raise TypeError(f"cannot map arrays of Python objects (dtype {descr})")
@@ -88,17 +93,30 @@ class memmap(np.ndarray):
                 "r+": os.O_RDWR,
                 "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
             }[mode]
-            fd = os.open(name, oflag | os.O_CLOEXEC, 0o666)
+            # O_NONBLOCK: opening a FIFO must fail below, not wait for a writer forever
+            fd = os.open(name, oflag | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
         else:
             fd = filename.fileno()
             name = getattr(filename, "name", None)
+        where = "" if name is None else f"{os.fsdecode(name)}: "
         try:
-            flen = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{where}cannot mmap something that is not a regular file")
+            flen = st.st_size
             if shape is None:
+                if descr.itemsize == 0:
+                    raise ValueError(
+                        f"{where}the {descr} item size is 0, so shape= cannot be inferred"
+                    )
                 avail = flen - offset
+                if avail < 0:  # numpy makes this a shape of -1 items: an error is clearer
+                    raise ValueError(
+                        f"{where}offset {offset} is past the end of the file ({flen} bytes)"
+                    )
                 if avail % descr.itemsize:
                     raise ValueError(
-                        "Size of available data is not a multiple of the data-type size."
+                        f"{where}Size of available data is not a multiple of the data-type size."
                     )
                 shape = (avail // descr.itemsize,)
             else:
@@ -121,14 +139,14 @@ class memmap(np.ndarray):
                     os.ftruncate(fd, end)
                     flen = end
             if flen == 0:
-                raise ValueError("cannot mmap an empty file")
+                raise ValueError(f"{where}cannot mmap an empty file")
             if end > flen:
-                raise ValueError("mmap length is greater than file size")
+                raise ValueError(f"{where}mmap length is greater than file size")
             reg = Region(fd, 0, offset, access=_ACCESS[mode], name=name)
         finally:
             if own_fd:
                 os.close(fd)
-        self: memmap = _ndarray(reg, descr, shape, 0, order == "F", subtype)  # type: ignore[assignment]
+        self: memmap = _ndarray(reg, descr, shape, 0, fortran, subtype)  # type: ignore[assignment]
         self._region = reg
         self.offset = offset
         self.mode = mode

@@ -8,6 +8,7 @@ the parse, so that reopening a file costs no ``literal_eval``.
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 from typing import Any
 
@@ -15,7 +16,25 @@ import numpy as np
 from numpy.lib import format as npformat
 
 MAGIC = npformat.MAGIC_PREFIX  # b"\x93NUMPY"
-_PREFIX_LEN = {1: 10, 2: 12, 3: 12}  # magic + version + header length field
+_PREFIX_LEN = {(1, 0): 10, (2, 0): 12, (3, 0): 12}  # magic + version + header length field
+_MAXDIMS = 64  # numpy's NPY_MAXDIMS
+
+
+def _any_version_reader() -> Any:
+    """numpy's header reader for any version (3.0 headers are UTF-8, which the public
+    ``read_array_header_2_0`` would decode as Latin-1), or None if this numpy hides it."""
+    for name in ("numpy.lib._format_impl", "numpy.lib.format"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:  # pragma: no cover - depends on the numpy version
+            continue
+        reader = getattr(mod, "_read_array_header", None)
+        if reader is not None:
+            return reader
+    return None  # pragma: no cover
+
+
+_read_any_header = _any_version_reader()
 
 
 def is_npy(prefix: bytes) -> bool:
@@ -32,16 +51,16 @@ def header_span(buf: memoryview, path: object) -> int:
     size = len(buf)
     if size < 10:
         raise ValueError(f"{path!s}: truncated .npy file ({size} bytes, no room for a header)")
-    major = buf[6]
-    if major not in _PREFIX_LEN:
+    version = (buf[6], buf[7])
+    start = _PREFIX_LEN.get(version)
+    if start is None:
         raise ValueError(
-            f"{path!s}: unsupported .npy format version {major}.{buf[7]} "
+            f"{path!s}: unsupported .npy format version {version[0]}.{version[1]} "
             "(1.0, 2.0 and 3.0 are known)"
         )
-    start = _PREFIX_LEN[major]
     if size < start:
         raise ValueError(f"{path!s}: truncated .npy header ({size} bytes)")
-    if major == 1:
+    if start == 10:
         hlen = buf[8] | (buf[9] << 8)
     else:
         hlen = int.from_bytes(buf[8:12], "little")
@@ -53,21 +72,53 @@ def header_span(buf: memoryview, path: object) -> int:
     return start + hlen
 
 
+def check_shape(shape: tuple[int, ...], itemsize: int) -> None:
+    """Raise ``ValueError`` unless numpy can make an array of this shape: at most 64
+    non-negative dimensions whose byte size (zero dimensions aside) fits in an ``intp``."""
+    if len(shape) > _MAXDIMS:
+        raise ValueError(f"{len(shape)} dimensions, more than numpy's {_MAXDIMS}")
+    limit = np.iinfo(np.intp).max
+    nbytes = itemsize
+    for n in shape:
+        if n < 0:
+            raise ValueError(f"negative dimension {n} in shape {shape}")
+        if n > limit:
+            raise ValueError(f"dimension {n} of shape {shape} is too large for numpy")
+        if n:
+            nbytes *= n
+            if nbytes > limit:
+                raise ValueError(f"shape {shape} is too big: its byte size overflows")
+
+
 @functools.lru_cache(maxsize=256)
 def parse_header(raw: bytes) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """Parse a complete .npy prefix + header into ``(shape, fortran_order, dtype)``.
 
     Cached on the header bytes: the parse is pure, and ``literal_eval`` is slow.
+    Any defect (numpy's parser also lets tokenizer errors through) raises ``ValueError``.
     """
     fp = io.BytesIO(raw)
-    version = npformat.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = npformat.read_array_header_1_0(fp)
-    else:
-        shape, fortran, dtype = npformat.read_array_header_2_0(fp)
+    try:
+        version = npformat.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = npformat.read_array_header_2_0(fp)
+        elif _read_any_header is None:  # pragma: no cover - depends on the numpy version
+            raise ValueError(f"this numpy cannot read .npy format version {version}")
+        else:
+            shape, fortran, dtype = _read_any_header(fp, version=version)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tokenize.TokenError, SyntaxError, MemoryError...
+        raise ValueError(f"cannot parse the header: {type(e).__name__}: {e}") from None
     if dtype.hasobject:
         raise ValueError("cannot map a .npy file of Python objects (its dtype holds objects)")
-    return tuple(shape), bool(fortran), dtype
+    if any(type(n) is not int for n in shape):  # numpy lets bools through
+        raise ValueError(f"shape is not valid: {shape!r}")
+    shape = tuple(shape)
+    check_shape(shape, dtype.itemsize)
+    return shape, bool(fortran), dtype
 
 
 def make_header(shape: tuple[int, ...], dtype: np.dtype[Any], fortran: bool) -> bytes:

@@ -7,11 +7,14 @@ fallback); the C functions do one syscall each over a page-rounded range.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import html
 import math
 import operator
 import os
+import stat
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,17 +63,21 @@ class DiskUsage(NamedTuple):
 
 
 def _target(x: Any, what: str) -> Region:
-    """The Region behind x (an ndarray over one, or a Region), or a clear TypeError."""
+    """The open Region behind x (an ndarray over one, or a Region), or a clear TypeError
+    (not mmarray memory) or ValueError (a closed Region)."""
     if isinstance(x, Region):
-        return x
-    if not isinstance(x, np.ndarray):
+        reg: Region | None = x
+    elif not isinstance(x, np.ndarray):
         raise TypeError(f"{what} needs a numpy array or a Region, not {type(x).__name__}")
-    reg = _region_of(x)
+    else:
+        reg = _region_of(x)
     if reg is None:
         raise TypeError(
             f"{what} needs an array whose memory is an mmarray Region (from mmarray.open, "
             "create, anonymous or memmap); this array's memory is not"
         )
+    if reg.closed:  # refused even when there is nothing to do (an empty view)
+        raise ValueError(f"{what}: operation on a closed Region")
     return reg
 
 
@@ -149,6 +156,23 @@ def _fd_of(reg: Region, what: str) -> int:
     return fd
 
 
+def _open_file(path: str | bytes | os.PathLike[str]) -> int:
+    """A read-only descriptor of the regular file at ``path``, or a clear OSError/ValueError.
+
+    ``O_NONBLOCK`` so that a FIFO is refused at once instead of blocking the open."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{os.fsdecode(os.fspath(path))}: not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 # ---- sparse files --------------------------------------------------------------------------
 
 
@@ -177,7 +201,7 @@ def disk_usage(x: str | os.PathLike[str] | np.ndarray[Any, Any] | Region) -> Dis
     (1073741824, True)
     >>> os.unlink(mmarray.region(a).name)
     """
-    if isinstance(x, str | os.PathLike):
+    if isinstance(x, str | bytes | os.PathLike):
         st = os.stat(x)
     else:
         st = os.fstat(_fd_of(_target(x, "disk_usage"), "disk_usage"))
@@ -222,8 +246,8 @@ def extents(
     [(1048576, 1052672)]
     >>> os.unlink(mmarray.region(a).name)
     """
-    if isinstance(x, str | os.PathLike):
-        fd = os.open(x, os.O_RDONLY | os.O_CLOEXEC)
+    if isinstance(x, str | bytes | os.PathLike):
+        fd = _open_file(x)
         try:
             size = os.fstat(fd).st_size
             return [(int(s), int(e)) for s, e in _core.extents(fd, 0, size, os.fspath(x))]
@@ -429,8 +453,8 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
     196608
     >>> os.unlink(mmarray.region(a).name)
     """
-    if isinstance(x, str | os.PathLike):
-        fd = os.open(x, os.O_RDONLY | os.O_CLOEXEC)
+    if isinstance(x, str | bytes | os.PathLike):
+        fd = _open_file(x)
         try:
             os.fdatasync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -648,7 +672,7 @@ def grow(a: np.ndarray[Any, Any], n: int) -> np.ndarray[Any, Any]:
     new_shape = (shape[0] + n, *shape[1:])
     header = b""
     if flo >= 6 and _npy.is_npy(os.pread(fd, 6, 0)):
-        head = os.pread(fd, flo, 0)
+        head = os.pread(fd, min(flo, 1 << 16), 0)  # numpy refuses longer headers anyway
         span = _npy.header_span(memoryview(head), name)
         if span != flo:
             raise ValueError(
@@ -675,11 +699,25 @@ def grow(a: np.ndarray[Any, Any], n: int) -> np.ndarray[Any, Any]:
             )
     row = math.prod(shape[1:]) * a.itemsize
     new_size = fhi + n * row
+    try:  # before the file changes: numpy must be able to make the grown array
+        _npy.check_shape(new_shape, a.itemsize)
+        if new_size > sys.maxsize:
+            raise ValueError(f"{new_size} bytes are too many for a file")
+    except ValueError as e:
+        raise ValueError(f"{name}: cannot grow to shape {new_shape}: {e}") from None
     try:
         os.ftruncate(fd, new_size)
     except OSError as e:
         raise OSError(e.errno, f"ftruncate: cannot grow the file to {new_size} bytes", name) from e
-    if header:
-        os.pwrite(fd, header, 0)
-    new = Region(fd, new_size - flo, flo, access="w", name=name)
-    return _ndarray(new, a.dtype, new_shape, 0)
+    try:
+        if header:
+            os.pwrite(fd, header, 0)
+        new = Region(fd, new_size - flo, flo, access="w", name=name)
+        return _ndarray(new, a.dtype, new_shape, 0)
+    except BaseException:
+        # put the file back as it was: its old size, its old header
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+            if header:
+                os.pwrite(fd, head[:span], 0)
+        raise

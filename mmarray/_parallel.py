@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -87,14 +88,20 @@ def map_chunks(
     n = a.shape[0]
     if chunk is None:
         chunk = _default_chunk(a)
-    elif chunk < 1:
-        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    else:
+        chunk = operator.index(chunk)
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if workers is None:
+        nworkers = os.cpu_count() or 1
+    else:
+        nworkers = operator.index(workers)
+        if nworkers < 1:
+            raise ValueError(f"workers must be at least 1, got {nworkers}")
     bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
     if not bounds:
         return []
-    nworkers = min(workers or os.cpu_count() or 1, len(bounds))
-    if nworkers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    nworkers = min(nworkers, len(bounds))
     if backend == "thread":
         from concurrent.futures import ThreadPoolExecutor as Executor
     else:

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import errno
 import math
+import operator
 import os
 import re
+import stat
 import sys
 from typing import Any
 
@@ -42,14 +44,15 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _npy
-from ._api import _checked_dtype, _shape_tuple, region
+from ._api import _checked_dtype, _expand_subarray, _shape_tuple, region
 from ._core import Region
 from ._core import ndarray as _ndarray
 
 __all__ = ["ArrayRef", "share", "shared", "unlink"]
 
 _SHM_DIR = "/dev/shm"
-_NAME_RE = re.compile(r"^/?([^/\x00]{1,250})$")
+_NAME_RE = re.compile(r"/?([^/\x00]{1,250})")
+_NAME_MAX = 255  # bytes in a file name (NAME_MAX)
 
 
 def _span(a: np.ndarray[Any, Any]) -> tuple[int, int, int]:
@@ -141,13 +144,55 @@ class ArrayRef:
         return _open_ref(self, None)
 
 
+def _check_ref(ref: ArrayRef) -> np.dtype[Any]:
+    """Refuse a malformed reference (a forged or corrupted one) before anything is opened:
+    every field of the right type, and the array it describes inside its bytes."""
+    if ref.kind not in ("path", "fd"):
+        raise ValueError(f"bad ArrayRef: kind must be 'path' or 'fd', not {ref.kind!r}")
+    if not isinstance(ref.path, str):
+        raise TypeError(f"bad ArrayRef: path must be a str, not {type(ref.path).__name__}")
+    for field in ("device", "inode", "offset", "length", "data_offset"):
+        value = getattr(ref, field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"bad ArrayRef: {field} must be an int, not {value!r}")
+        if value < 0:
+            raise ValueError(f"bad ArrayRef: {field} must be non-negative, got {value}")
+    if not isinstance(ref.writeable, (bool, np.bool_)):
+        raise TypeError(f"bad ArrayRef: writeable must be a bool, not {ref.writeable!r}")
+    dt = ref.dtype
+    if not isinstance(dt, np.dtype):
+        raise TypeError(f"bad ArrayRef: dtype must be a numpy dtype, not {dt!r}")
+    if dt.hasobject:
+        raise TypeError(f"bad ArrayRef: cannot map arrays of Python objects (dtype {dt})")
+    shape, strides = _shape_tuple(ref.shape), tuple(operator.index(s) for s in ref.strides)
+    if len(strides) != len(shape):
+        raise ValueError(f"bad ArrayRef: {len(shape)} dimensions but {len(strides)} strides")
+    if 0 not in shape:
+        lo = hi = ref.data_offset
+        for n, s in zip(shape, strides, strict=True):
+            if s < 0:
+                lo += (n - 1) * s
+            else:
+                hi += (n - 1) * s
+        if lo < 0 or hi + dt.itemsize > ref.length:
+            raise ValueError(
+                f"bad ArrayRef: its array (bytes {lo}..{hi + dt.itemsize}) does not lie inside "
+                f"the {ref.length} bytes it references"
+            )
+    return dt
+
+
 def _open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
     """Map ``ref``; ``fd`` is a descriptor of the file when one was passed along."""
+    dt = _check_ref(ref)
     if ref.length == 0:
-        return np.ndarray(ref.shape, ref.dtype, strides=ref.strides)
+        empty = np.ndarray(ref.shape, dt, strides=ref.strides)
+        empty.flags.writeable = bool(ref.writeable)
+        return empty
     own = fd is None
     if fd is None:
-        flags = (os.O_RDWR if ref.writeable else os.O_RDONLY) | os.O_CLOEXEC
+        # O_NONBLOCK: a path that now names a FIFO must not block the open
+        flags = (os.O_RDWR if ref.writeable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             fd = os.open(ref.path, flags)
         except FileNotFoundError:
@@ -158,6 +203,14 @@ def _open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
             )
             raise FileNotFoundError(
                 errno.ENOENT, f"cannot open the memory behind an ArrayRef: {what}", ref.path
+            ) from None
+        except PermissionError:
+            how = "reading and writing" if ref.writeable else "reading"
+            raise PermissionError(
+                errno.EACCES,
+                f"cannot open the memory behind an ArrayRef for {how}: this process "
+                "lacks the permission (it may run as another user than the sender)",
+                ref.path,
             ) from None
     try:
         st = os.fstat(fd)
@@ -184,9 +237,7 @@ def _open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
         if own:
             os.close(fd)
     base = _ndarray(reg, np.uint8, (ref.length,))
-    return np.ndarray(
-        ref.shape, ref.dtype, buffer=base, offset=ref.data_offset, strides=ref.strides
-    )
+    return np.ndarray(ref.shape, dt, buffer=base, offset=ref.data_offset, strides=ref.strides)
 
 
 def _describe(a: np.ndarray[Any, Any]) -> tuple[ArrayRef, int] | None:
@@ -405,9 +456,13 @@ def _install_reducer() -> None:
 def _shm_path(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
-    m = _NAME_RE.match(name)
-    if m is None or m.group(1) in (".", ".."):
-        raise ValueError(f"bad shared memory name {name!r}: 1-250 characters, no '/' or NUL")
+    m = _NAME_RE.fullmatch(name)
+    if m is None or m.group(1) in (".", "..") or len(os.fsencode(m.group(1))) > _NAME_MAX:
+        raise ValueError(
+            f"bad shared memory name {name!r}: 1-250 characters (at most {_NAME_MAX} bytes "
+            "encoded), no '/' or NUL, not '.' or '..'"
+        )
+    # the name is one path component (checked above): it cannot leave /dev/shm
     return os.path.join(_SHM_DIR, m.group(1))
 
 
@@ -470,8 +525,8 @@ def shared(
     if create:
         if shape is None or dtype is None:
             raise TypeError("shared(..., create=True) needs shape and dtype")
-        dt = _checked_dtype(dtype)
-        shp = _shape_tuple(shape)
+        shp, dt = _expand_subarray(_shape_tuple(shape), _checked_dtype(dtype))
+        _npy.check_shape(shp, dt.itemsize)
         header = _npy.make_header(shp, dt, False)
         total = len(header) + math.prod(shp) * dt.itemsize
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -495,19 +550,28 @@ def shared(
             if not ok:
                 os.unlink(path)
         return arr
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    # O_NOFOLLOW as shm_open: /dev/shm is world-writable, so a symbolic link planted
+    # under the name must not make us map (and write) the file it points to
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path}: not a shared memory object (not a regular file)")
         reg = Region(fd, 0, 0, access="w", name=path)
     finally:
         os.close(fd)
     try:
         buf = memoryview(reg)
         try:
+            if len(buf) < 6 or not _npy.is_npy(buf[:6].tobytes()):
+                raise ValueError(f"{path}: not mmarray shared memory (no .npy header)")
             span = _npy.header_span(buf, path)
             raw = buf[:span].tobytes()
         finally:
             buf.release()
-        shp, fortran, dt = _npy.parse_header(raw)
+        try:
+            shp, fortran, dt = _npy.parse_header(raw)
+        except ValueError as e:
+            raise ValueError(f"{path}: bad header: {e}") from None
         if shape is not None and _shape_tuple(shape) != shp:
             raise ValueError(f"{path}: shape {shape} does not match the header's {shp}")
         if dtype is not None and np.dtype(dtype) != dt:

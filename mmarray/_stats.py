@@ -45,6 +45,7 @@ Progress = bool | Callable[[float], Any]
 _numpy: Any = np  # untyped handle for the fallbacks to numpy
 _PROGRESS_MIN = 1 << 24  # elements below which no progress bar is drawn
 _NANMEDIAN_SMALL = 600  # numpy's nanmedian switches to masked arrays below this lane length
+_MAX_WORKERS = 256  # the C kernels' MM_MAX_WORKERS: more threads are never started
 
 
 # ---- numpy's index arithmetic (numpy/lib/_function_base_impl.py, restated) ----------
@@ -208,15 +209,17 @@ def _lerp(a: Any, b: Any, t: Any, out: np.ndarray | None = None) -> Any:
 
 
 def _workers(workers: int | None) -> int:
+    """The number of threads for ``workers=``: validated (an int, at least 1) on every
+    path, numpy's fallbacks included, and capped at the kernels' ``_MAX_WORKERS``."""
     if workers is None:
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            return min(max(1, len(os.sched_getaffinity(0))), _MAX_WORKERS)
         except (AttributeError, OSError):  # pragma: no cover - non-Linux
-            return os.cpu_count() or 1
+            return min(os.cpu_count() or 1, _MAX_WORKERS)
     w = operator.index(workers)
     if w < 1:
         raise ValueError(f"workers must be at least 1, got {w}")
-    return w
+    return min(w, _MAX_WORKERS)
 
 
 def _fast_array(a: Any) -> np.ndarray | None:
@@ -405,8 +408,8 @@ def median(
         As for `numpy.median` (``overwrite_input`` is accepted and ignored: the
         input is never modified).
     workers : int, optional
-        Threads to use; default every CPU this process may run on. Results do not
-        depend on it.
+        Threads to use (at least 1, at most 256 are started); default every CPU this
+        process may run on. Results do not depend on it.
     progress : bool or callable, optional
         ``True`` draws a tqdm progress bar for long reductions; a callable receives
         the fraction done (0 to 1).
@@ -435,12 +438,10 @@ def median(
     array([[7.],
            [2.]])
     """
+    nw = _workers(workers)
     arr = _fast_array(a)
     if arr is None:
-        return _numpy.median(
-            a, axis=axis, out=out, overwrite_input=overwrite_input, keepdims=keepdims
-        )
-    nw = _workers(workers)
+        return _numpy.median(a, axis=axis, out=out, overwrite_input=False, keepdims=keepdims)
     rep = _Reporter(progress, arr.size)
     try:
         res = _reduce(arr, axis, out, keepdims, lambda x, ax, o: _median_kernel(x, ax, o, nw, rep))
@@ -536,12 +537,10 @@ def nanmedian(
     >>> mmarray.nanmedian(a, axis=0)
     array([6.5, 2. , 2.5])
     """
+    nw = _workers(workers)
     arr = _fast_array(a)
     if arr is None:
-        return _numpy.nanmedian(
-            a, axis=axis, out=out, overwrite_input=overwrite_input, keepdims=keepdims
-        )
-    nw = _workers(workers)
+        return _numpy.nanmedian(a, axis=axis, out=out, overwrite_input=False, keepdims=keepdims)
     rep = _Reporter(progress, arr.size)
     try:
         res = _reduce(
@@ -614,7 +613,8 @@ def _nanquantile_kernel(
         if c > 0:
             rk = plans[c].ranks
             rows[lanes, : len(rk)] = rk
-            rows[lanes, len(rk) :] = rk[-1]
+            if len(rk):  # no quantiles (q=[]) of integers: no ranks at all
+                rows[lanes, len(rk) :] = rk[-1]
     V = _select(x, r, rows, workers, rep.span(0.3, 1.0), reg)
     parts: dict[int, Any] = {}
     for c, lanes in groups.items():
@@ -648,8 +648,10 @@ def _nanquantile_kernel(
 def _q_ok(q: np.ndarray) -> bool:
     if q.dtype.kind not in "iuf" or q.ndim > 2:
         return False
+    if q.size == 0:  # numpy's own check of an empty q fails unless q is 1-d: its error
+        return q.ndim == 1
     with np.errstate(invalid="ignore"):
-        return bool(q.size == 0 or (np.min(q) >= 0 and np.max(q) <= 1))
+        return bool(np.min(q) >= 0 and np.max(q) <= 1)
 
 
 def _quantile_entry(
@@ -666,6 +668,7 @@ def _quantile_entry(
     workers: int | None,
     progress: Progress,
 ) -> Any:
+    nw = _workers(workers)
     arr = _fast_array(a)
     if arr is None or weights is not None or method not in _METHODS or not _q_ok(qa):
         return getattr(_numpy, name)(
@@ -673,13 +676,12 @@ def _quantile_entry(
             q,
             axis=axis,
             out=out,
-            overwrite_input=overwrite_input,
+            overwrite_input=False,  # never modify the input, even in numpy's fallback
             method=method,
             keepdims=keepdims,
             weights=weights,
         )
     weak_q = type(q) in (int, float)
-    nw = _workers(workers)
     rep = _Reporter(progress, arr.size)
     kernel = _nanquantile_kernel if name.startswith("nan") else _quantile_kernel
     try:
@@ -785,9 +787,8 @@ def percentile(
     array([10., 90.])
     """
     if np.asanyarray(q).dtype.kind not in "iuf":
-        return _numpy.percentile(
-            a, q, axis, out, overwrite_input, method, keepdims, weights=weights
-        )
+        _workers(workers)
+        return _numpy.percentile(a, q, axis, out, False, method, keepdims, weights=weights)
     return _quantile_entry(
         "percentile", a, q, _percent(q), axis, out, overwrite_input, method, keepdims,
         weights, workers, progress,
@@ -816,9 +817,8 @@ def nanpercentile(
     np.float64(2.0)
     """
     if np.asanyarray(q).dtype.kind not in "iuf":
-        return _numpy.nanpercentile(
-            a, q, axis, out, overwrite_input, method, keepdims, weights=weights
-        )
+        _workers(workers)
+        return _numpy.nanpercentile(a, q, axis, out, False, method, keepdims, weights=weights)
     return _quantile_entry(
         "nanpercentile", a, q, _percent(q), axis, out, overwrite_input, method, keepdims,
         weights, workers, progress,
@@ -843,12 +843,12 @@ def median_estimate(a: ArrayLike, *, chunk: int | None = None, workers: int | No
     >>> float(mmarray.median_estimate(a, chunk=100))
     499.5
     """
+    nw = _workers(workers)
     arr = np.asanyarray(a)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.size == 0:
         return np.median(arr)
-    nw = _workers(workers)
     per_row = max(1, arr.size // max(1, arr.shape[0]))
     step = 1 << 22 if chunk is None else operator.index(chunk)
     if step < 1:
@@ -858,6 +858,6 @@ def median_estimate(a: ArrayLike, *, chunk: int | None = None, workers: int | No
     if len(pieces) == 1 or nw == 1:
         meds = [median(p, workers=1) for p in pieces]
     else:
-        with ThreadPoolExecutor(max_workers=nw) as pool:
+        with ThreadPoolExecutor(max_workers=min(nw, len(pieces))) as pool:
             meds = list(pool.map(lambda p: median(p, workers=1), pieces))
     return median(np.array(meds), workers=1)

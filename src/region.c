@@ -9,6 +9,7 @@
 #include "mmarray.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <structmember.h>
 #include <fcntl.h>
 #include <string.h>
@@ -32,6 +33,26 @@ set_oserror_msg(int err, const char *msg, PyObject *path)
         Py_DECREF(exc);
     }
     return NULL;
+}
+
+/* Sets ValueError from a printf-style message, followed by ": <name>" when the region
+ * has a name (path). */
+static void
+set_value_error_at(PyObject *name, const char *fmt, ...)
+{
+    va_list ap;
+    PyObject *msg;
+
+    va_start(ap, fmt);
+    msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    if (msg == NULL)
+        return;
+    if (name != NULL && name != Py_None)
+        PyErr_Format(PyExc_ValueError, "%U: %R", msg, name);
+    else
+        PyErr_SetObject(PyExc_ValueError, msg);
+    Py_DECREF(msg);
 }
 
 static int
@@ -126,24 +147,22 @@ region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, in
     if (S_ISREG(st.st_mode)) {
         long long fsize = (long long)st.st_size;
         if (offset > fsize) {
-            PyErr_Format(PyExc_ValueError,
-                         "offset %lld is past the end of the file (%lld bytes)%s%R",
-                         offset, fsize, name == Py_None ? "" : ": ", name == Py_None ? Py_None : name);
+            set_value_error_at(name, "offset %lld is past the end of the file (%lld bytes)",
+                               offset, fsize);
             goto fail;
         }
         if (length < 0)
             length = fsize - offset;
         else if (fsize - offset < length) {
-            PyErr_Format(PyExc_ValueError,
-                         "%lld bytes at offset %lld need a file of %lld bytes, but it has %lld%s%R",
-                         length, offset, offset + length, fsize,
-                         name == Py_None ? "" : ": ", name == Py_None ? Py_None : name);
+            /* the sum in unsigned arithmetic: both are non-negative, it cannot overflow */
+            set_value_error_at(name, "%lld bytes at offset %lld need a file of %llu bytes, but it has %lld",
+                               length, offset, (unsigned long long)offset + (unsigned long long)length,
+                               fsize);
             goto fail;
         }
     }
     else if (length < 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "length is required when mapping something that is not a regular file");
+        set_value_error_at(name, "length is required when mapping something that is not a regular file");
         goto fail;
     }
 
@@ -261,7 +280,9 @@ region_open(PyObject *cls, PyObject *args, PyObject *kwds)
     fspath = PyOS_FSPath(path);
     if (fspath == NULL || !PyUnicode_FSConverter(fspath, &bytes))
         goto done;
-    oflag = (access == MM_ACCESS_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    /* O_NONBLOCK: opening a FIFO returns at once (and mapping it then fails) instead of
+     * waiting for a writer forever; it changes nothing for regular files. */
+    oflag = (access == MM_ACCESS_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK;
     fd = open(PyBytes_AS_STRING(bytes), oflag);
     if (fd < 0) {
         err = errno;
