@@ -91,10 +91,6 @@ def test_open_modes(tmp_path, mode):
     assert on_disk[3] == (-1 if mode == "r+" else 3)
 
 
-@pytest.mark.skipif(
-    os.environ.get("MMARRAY_SANITIZER") == "valgrind",
-    reason="valgrind's address-space manager refuses a 64 GiB mapping (EINVAL)",
-)
 def test_copy_on_write_of_a_file_larger_than_ram(tmp_path):
     p = tmp_path / "huge.raw"
     with open(p, "wb") as f:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import threading
 
 import numpy as np
@@ -38,11 +37,6 @@ def test_four_processes_count_to_8000(tmp_path, method):
     assert counter[1] == 8000 and counter[0] == 0 and counter[2] == 0
 
 
-@pytest.mark.skipif(
-    os.environ.get("MMARRAY_SANITIZER") == "valgrind",
-    reason="valgrind 3.19 runs one thread at a time; a thread blocked in F_OFD_SETLKW was "
-    "seen to keep the lock holder from ever running again (deadlock)",
-)
 def test_threads_exclude_each_other():
     counter = mmarray.anonymous(1, "i8")
     threads = [threading.Thread(target=_increment, args=(counter, 500)) for _ in range(4)]

@@ -27,8 +27,8 @@ def test_threads_share_files_without_crashing(tmp_path):
     stop = time.monotonic() + 2.0
 
     def worker(i: int) -> None:
-        try:
-            while time.monotonic() < stop:
+        try:  # a few seconds, and at least one round each (threads run slowly under valgrind)
+            while time.monotonic() < stop or counts[i] == 0:
                 a = mmarray.open(raw, dtype="<i8") if i % 2 else mmarray.open(npy)
                 assert int(a.sum()) == want
                 v = a[i::7][::-1]
@@ -156,7 +156,7 @@ def test_threads_swap_and_close_a_shared_array_while_others_reduce(tmp_path):
 
     def swapper() -> None:
         try:
-            while time.monotonic() < stop:
+            while (time.monotonic() < stop or min(done) < 3) and not errors:
                 new = mmarray.open(raw, dtype="<i8")
                 old, slot[0] = slot[0], new
                 reg = mmarray.region(old)
@@ -167,8 +167,8 @@ def test_threads_swap_and_close_a_shared_array_while_others_reduce(tmp_path):
             errors.append(e)
 
     def reader(i: int) -> None:
-        try:
-            while time.monotonic() < stop:
+        try:  # at least 3 rounds each, however slowly threads run (valgrind)
+            while time.monotonic() < stop or done[i] < 3:
                 a = slot[0]
                 assert int(a.sum()) == total
                 v = a[i :: 5 + i]
