@@ -124,7 +124,7 @@ static int
 span_acquire(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t stop, mm_span *sp)
 {
     size_t page = mm_page_size();
-    uintptr_t lo, hi;
+    size_t lo, hi;
     int rc = -1;
 
     sp->r = NULL;
@@ -145,12 +145,13 @@ span_acquire(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t stop,
         goto done;
     }
     if (start < stop && sp->r->map_base != NULL) {
-        lo = (uintptr_t)(sp->r->data + start);
-        hi = (uintptr_t)(sp->r->data + stop);
+        /* Offsets from the page-aligned map_base, so the address stays a pointer. */
+        lo = (size_t)(sp->r->data - sp->r->map_base) + (size_t)start;
+        hi = (size_t)(sp->r->data - sp->r->map_base) + (size_t)stop;
         lo -= lo % page;
         hi += (page - hi % page) % page;
-        sp->addr = (char *)lo;
-        sp->len = (size_t)(hi - lo);
+        sp->addr = sp->r->map_base + lo;
+        sp->len = hi - lo;
     }
     rc = 0;
 done:

@@ -2,6 +2,7 @@
 #include "mmarray.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,13 +16,28 @@ size_t mm_page_size(void)
     return page;
 }
 
+/* The text of errno value err.  strerror_r, not strerror: strerror may format unknown
+ * values into one static buffer, which C code running without the GIL could share. */
+static const char *
+errno_text(int err, char *buf, size_t len)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, len); /* GNU form: the message, in buf or static */
+#else
+    if (strerror_r(err, buf, len) != 0)
+        snprintf(buf, len, "error %d", err);
+    return buf;
+#endif
+}
+
 void mm_set_oserror(int err, const char *syscall, PyObject *path)
 {
     PyObject *args = NULL;
     PyObject *exc = NULL;
     PyObject *msg = NULL;
+    char buf[128];
 
-    msg = PyUnicode_FromFormat("%s: %s", syscall, strerror(err));
+    msg = PyUnicode_FromFormat("%s: %s", syscall, errno_text(err, buf, sizeof(buf)));
     if (msg == NULL)
         goto done;
     if (path != NULL && path != Py_None)

@@ -22,3 +22,33 @@ def raw_file(tmp_path):
     p = tmp_path / "data.raw"
     p.write_bytes(bytes(i % 251 for i in range(3 * 4096 + 100)))
     return p
+
+
+# Tests that cannot pass under valgrind (`make valgrind` sets MMARRAY_SANITIZER=valgrind),
+# each with the reason; they run everywhere else.
+VALGRIND_SKIPS = {
+    "tests/test_api.py::test_copy_on_write_of_a_file_larger_than_ram": (
+        "valgrind's address-space manager refuses a 64 GiB mapping (mmap fails with EINVAL)"
+    ),
+    "tests/test_share_lock.py::test_threads_exclude_each_other": (
+        "valgrind 3.19 runs one thread at a time; a thread blocked in F_OFD_SETLKW was seen "
+        "to keep the lock's holder from ever running again (deadlock)"
+    ),
+    "tests/test_pages.py::test_evict_path_and_region": (
+        "valgrind preads the first KiB of every file the program maps (looking for debug "
+        "information), which loads pages that the test expects to be evicted"
+    ),
+    "docs/pages.md::pages.md": (
+        "page-cache and block counts differ under valgrind: it reads the start of every "
+        "mapped file (see above), and after punch the file has 9 more blocks allocated"
+    ),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("MMARRAY_SANITIZER") != "valgrind":
+        return
+    for item in items:
+        reason = VALGRIND_SKIPS.get(item.nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"under valgrind: {reason}"))

@@ -754,6 +754,11 @@ def t_memmap(content, how, dtype, mode, offset, shape, order):
             # numpy makes a shape of (-1,) of it (then an empty array or an error);
             # mmarray refuses with a clear error, on purpose
             assert not ok and isinstance(res, ValueError) and "past the end" in str(res), res
+        elif ref_ok and shp is not None and any(n < 0 for n in shp):
+            # np.memmap maps max(size, 1) bytes in modes r+ and w+, then ndarray() makes an
+            # empty array of shape (-1,); mmarray refuses a negative dimension, on purpose
+            assert not ok and isinstance(res, ValueError), res
+            assert "negative dimensions" in str(res), res
         elif ref_ok:
             assert ok, f"np.memmap accepts what mmarray.memmap refuses: {res!r}"
             assert isinstance(res, mmarray.memmap)
