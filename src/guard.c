@@ -68,7 +68,7 @@ mm_guard_default(int sig)
     sigaction(sig, &dfl, NULL);
     /* Blocked while this handler runs: delivered with the default action on return.
      * A fault would also recur on return; raise() covers signals sent by kill(). */
-    raise(sig);
+    (void)raise(sig);
 }
 
 static void

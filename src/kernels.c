@@ -265,7 +265,7 @@ struct mm_job {
     atomic_llong done;
     atomic_int cancel;
     atomic_int nomem;
-    atomic_uintptr_t fault; /* the first SIGBUS address, 0 if none */
+    void *_Atomic fault;     /* the first SIGBUS address, NULL if none */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int running;
@@ -344,8 +344,8 @@ job_work(mm_job *job, int tid)
     mm_thread_arg a = {job, tid};
     void *fault = NULL;
     if (mm_guarded(job_loop, &a, job->s->glo, job->s->ghi, &fault) < 0) {
-        uintptr_t none = 0;
-        atomic_compare_exchange_strong(&job->fault, &none, (uintptr_t)fault);
+        void *none = NULL;
+        atomic_compare_exchange_strong(&job->fault, &none, fault);
         atomic_store(&job->cancel, 1);
     }
 }
@@ -389,7 +389,7 @@ run_job(mm_sel *s, mm_task fn, npy_intp ntasks, npy_intp nelems, double pbase, d
     atomic_init(&job.done, 0);
     atomic_init(&job.cancel, 0);
     atomic_init(&job.nomem, 0);
-    atomic_init(&job.fault, 0);
+    atomic_init(&job.fault, NULL);
     if (ntasks <= 0) {
         rc = 0;
         goto done;
@@ -463,8 +463,8 @@ run_job(mm_sel *s, mm_task fn, npy_intp ntasks, npy_intp nelems, double pbase, d
     if (failed)
         goto done;
 finish:
-    if (atomic_load(&job.fault) != 0) {
-        mm_set_fault_error(s->region, (const void *)atomic_load(&job.fault), 0);
+    if (atomic_load(&job.fault) != NULL) {
+        mm_set_fault_error(s->region, atomic_load(&job.fault), 0);
         goto done;
     }
     if (atomic_load(&job.nomem)) {
@@ -572,7 +572,9 @@ typedef struct {
  * the next digit, up to 16 bits with about 16 keys a bin (a histogram, then the keys
  * of the wanted digits moved to the front), which costs a few sequential passes where
  * introselect would take many branchy ones.  Returns -1 only if a table could not be allocated (outk then holds
- * nothing useful; the caller falls back to multiselect). */
+ * nothing useful; the caller falls back to multiselect).
+ * The recursion consumes at least 8 of the 64 key bits a level: at most 8 levels. */
+/* NOLINTBEGIN(misc-no-recursion) */
 static int
 bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp off,
               npy_intp r0, npy_intp r1, uint64_t *outk)
@@ -635,6 +637,7 @@ done:
     free(grp);
     return rc;
 }
+/* NOLINTEND(misc-no-recursion) */
 
 /* ---- tasks ------------------------------------------------------------------------ */
 

@@ -331,7 +331,7 @@ mm_rawtop_64(const char *p)
      * a NaN (every NaN has the largest key): both cases are marked there. */                  \
     static void rawmap_##T(const uint64_t *kb, uint64_t *rb)                               \
     {                                                                                      \
-        const uint32_t nr = (W) < 16 ? (1u << (W)) : 65536u;                               \
+        const uint32_t nr = (W) < 16 ? (1u << ((W) & 15)) : 65536u;                             \
         memset(rb, 0, 65536 / 8);                                                          \
         for (uint32_t r = 0; r < nr; r++) {                                                \
             uint32_t a = keytop_##T(r, 0), b = keytop_##T(r, 1);                           \
