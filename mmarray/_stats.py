@@ -18,7 +18,6 @@ import operator
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -654,6 +653,19 @@ def _q_ok(q: np.ndarray) -> bool:
         return bool(np.min(q) >= 0 and np.max(q) <= 1)
 
 
+def _nan_q_split(name: str, qa: np.ndarray, weights: Any) -> bool:
+    """Whether numpy's nanquantile/nanpercentile may mangle this result's shape.
+
+    For a 2-d q and a tuple of axes other than one axis (``axis=()`` included), numpy
+    (up to at least 2.4) puts q's last axis at the end of the result instead of beside
+    its first (numpy issue 25731 was fixed for a single axis only); quantile, numpy's
+    weighted path and mmarray's kernels put all of q's axes first. mmarray keeps that
+    layout on its numpy fallbacks too, by asking numpy for the raveled q, whatever the
+    axis (the answer is the same where numpy is right).
+    """
+    return name.startswith("nan") and weights is None and qa.ndim == 2 and qa.size > 0
+
+
 def _quantile_entry(
     name: str,
     a: ArrayLike,
@@ -671,6 +683,18 @@ def _quantile_entry(
     nw = _workers(workers)
     arr = _fast_array(a)
     if arr is None or weights is not None or method not in _METHODS or not _q_ok(qa):
+        if _nan_q_split(name, qa, weights) and np.size(a) > 0:  # empty: nanmean's answer
+            # q's axes first, as quantile and the kernels put them (see _nan_q_split);
+            # the caller's q (qa holds fractions where q holds percentages)
+            qs = np.asanyarray(q)
+            res = getattr(_numpy, name)(
+                a, qs.ravel(), axis=axis, method=method, keepdims=keepdims
+            )  # fmt: skip
+            res = res.reshape(qs.shape + res.shape[1:])
+            if out is None:
+                return res
+            out[...] = res
+            return out
         return getattr(_numpy, name)(
             a,
             q,
@@ -832,9 +856,9 @@ def median_estimate(a: ArrayLike, *, chunk: int | None = None, workers: int | No
     """The median of per-chunk medians: a fast estimate, not the exact median.
 
     The array is cut along axis 0 into chunks of about ``chunk`` elements (default:
-    4 Mi elements); each chunk's exact median is computed in a thread (the kernels
-    release the GIL), with no processes and no pickling; the result is the median
-    of those medians.
+    4 Mi elements); the chunks' exact medians come from one reduction over the
+    chunks as lanes, in threads (the kernels release the GIL), with no processes,
+    no pickling and no copy; the result is the median of those medians.
 
     Examples
     --------
@@ -854,10 +878,13 @@ def median_estimate(a: ArrayLike, *, chunk: int | None = None, workers: int | No
     if step < 1:
         raise ValueError(f"chunk must be at least 1, got {step}")
     rows = max(1, step // per_row)
-    pieces = [arr[i : i + rows] for i in range(0, arr.shape[0], rows)]
-    if len(pieces) == 1 or nw == 1:
-        meds = [median(p, workers=1) for p in pieces]
-    else:
-        with ThreadPoolExecutor(max_workers=min(nw, len(pieces))) as pool:
-            meds = list(pool.map(lambda p: median(p, workers=1), pieces))
-    return median(np.array(meds), workers=1)
+    full = arr.shape[0] // rows
+    meds = []
+    if full:
+        # the whole chunks as lanes of one reduction (a view, no copy): one kernel call,
+        # parallel across chunks when they are short and within a chunk when they are long
+        blocks = arr[: full * rows].reshape((full, rows) + arr.shape[1:])
+        meds.append(np.ravel(median(blocks, axis=tuple(range(1, blocks.ndim)), workers=nw)))
+    if full * rows < arr.shape[0]:
+        meds.append(np.ravel(median(arr[full * rows :], workers=nw)))
+    return median(np.concatenate(meds), workers=1)

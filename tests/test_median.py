@@ -254,6 +254,39 @@ def test_fallbacks_still_right():
     check("median", a.astype(np.longdouble))
 
 
+@pytest.mark.filterwarnings("ignore:All-NaN slice")  # axis=(): the NaN is a lane of its own
+@pytest.mark.parametrize("dtype", ["f8", ">f8", "u4"])  # kernels, numpy fallback, integers
+@pytest.mark.parametrize("axis", [(0, 1), (1, 3), (0, 2, 3), (0, 1, 2, 3), (2,), (), None, 1])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_nanquantile_puts_a_2d_qs_axes_first_for_a_tuple_of_axes(dtype, axis, keepdims):
+    # numpy's unweighted nanquantile moves a 2-d q's last axis to the end of the result
+    # for a tuple of axes other than one, () included (numpy issue 25731, fixed for a
+    # single axis only); mmarray
+    # keeps quantile's layout: the oracle is one numpy call per q value, stacked
+    rng = np.random.default_rng(7)
+    a = (rng.random((4, 2, 5, 3)) * 1000).astype(dtype)
+    if a.dtype.kind == "f":
+        a[0, 1, 2, 0] = np.nan
+    q = np.array([[0.2, 0.5, 0.6], [0.7, 0.95, 0.1]])
+    for name, qq in (("nanquantile", q), ("nanpercentile", q * 100)):
+        want = np.stack(
+            [getattr(np, name)(a, v, axis=axis, keepdims=keepdims) for v in qq.ravel()]
+        )  # fmt: skip
+        want = want.reshape(q.shape + want.shape[1:])
+        got = getattr(mmarray, name)(a, qq, axis=axis, keepdims=keepdims)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        out = np.empty_like(want)
+        assert getattr(mmarray, name)(a, qq, axis=axis, keepdims=keepdims, out=out) is out
+        np.testing.assert_array_equal(out, want)
+    # and without NaN, nanquantile is quantile, shape and all
+    b = np.nan_to_num(a) if a.dtype.kind == "f" else a
+    np.testing.assert_array_equal(
+        mmarray.nanquantile(b, q, axis=axis, keepdims=keepdims),
+        np.quantile(b, q, axis=axis, keepdims=keepdims),
+    )  # fmt: skip
+
+
 def test_mapped_file_larger_than_a_chunk(tmp_path):
     rng = np.random.default_rng(5)
     data = rng.standard_normal(3_000_000).astype(np.float32)
