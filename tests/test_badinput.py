@@ -328,19 +328,26 @@ def test_bug_huge_workers_raised_overflow_error_in_median_only():
 
 
 def test_bug_median_estimate_started_a_thread_per_chunk(monkeypatch):
-    sizes = []
-    real = _stats.ThreadPoolExecutor
+    # it ran one Python call per chunk (in a pool of up to `workers` threads): chunk=1
+    # over a million elements took minutes; now the chunks are the lanes of one call
+    calls = []
+    real = _stats._select
 
-    def recording(max_workers):
-        sizes.append(max_workers)
-        return real(max_workers=max_workers)
+    def counting(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
 
-    monkeypatch.setattr(_stats, "ThreadPoolExecutor", recording)
+    monkeypatch.setattr(_stats, "_select", counting)
     before = threading.active_count()
-    mmarray.median_estimate(np.arange(5000.0), chunk=1, workers=10**6)
-    assert sizes == [256]  # capped, as the C kernels cap their threads
-    mmarray.median_estimate(np.arange(50.0), chunk=10, workers=100)
-    assert sizes[-1] == 5  # no more threads than chunks
+    a = np.arange(5003.0)[::-1]
+    got = mmarray.median_estimate(a, chunk=1, workers=10**6)
+    assert got == np.median(a)  # chunks of one value: the estimate is exact
+    assert len(calls) <= 3  # whole chunks, the tail chunk, the median of medians
+    calls.clear()
+    b = np.arange(60.0).reshape(20, 3)
+    want = np.median([np.median(b[i : i + 3]) for i in range(0, 20, 3)])
+    assert mmarray.median_estimate(b, chunk=10, workers=100) == want
+    assert len(calls) <= 3
     assert threading.active_count() == before
 
 
