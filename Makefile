@@ -39,7 +39,7 @@ define need
 	fi
 endef
 
-.PHONY: help venv build demo test test-fast bench scaling asan valgrind lint c-tools docs clean
+.PHONY: help venv build demo test test-fast bench scaling fuzz asan valgrind lint c-tools docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,6 +79,11 @@ bench: build  ## benchmarks against numpy and the multiprocessing recipes; print
 
 scaling: build  ## median time and speedup for 1, 2, 4, 8, 16 workers (as many as there are CPUs)
 	$(PY) -m benchmarks.scaling
+
+# CI runs the fuzz with a fixed seed (.ci/run), so that a red build is reproducible;
+# this target draws a new seed each time and prints it with any failure.
+fuzz: build  ## the API fuzz (tests/fuzz_api.py): 40,000 cases from a new random seed
+	env -u MMARRAY_FUZZ_SEED MMARRAY_FUZZ_CASES=40000 $(PYTEST) -q -p no:cacheprovider tests/test_fuzz.py -k every
 
 # The whole suite, the tests marked slow included (about 4 min on 2 cores); the leak
 # tests read MMARRAY_SANITIZER and skip the RSS bound (ASan keeps freed memory).
