@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import os
 import stat
+import sys
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,8 @@ class memmap(np.ndarray):
                 n = operator.index(n)
                 if n < 0:
                     raise ValueError(f"negative dimensions are not allowed: {shape}")
+                if n > sys.maxsize:  # even of zero-byte items: numpy's dimensions are intp
+                    raise ValueError(f"{where}dimension {n} of shape {shape} is too large")
                 nbytes *= n
             end = offset + nbytes
             if mode in ("w+", "r+"):

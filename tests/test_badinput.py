@@ -193,6 +193,15 @@ def test_bug_too_big_shapes_raised_overflow_error_from_syscalls(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_bug_memmap_of_zero_byte_items_with_a_huge_dimension_did_not_name_the_file(tmp_path):
+    p = tmp_path / "z.dat"
+    p.write_bytes(b"12345678")
+    for shape in [(2**70,), (0, 2**70)]:  # zero bytes, so no size check caught it
+        with pytest.raises(ValueError, match=f"{p}: dimension {2**70} of shape .* too large"):
+            mmarray.memmap(p, dtype="V0", mode="r+", shape=shape)
+    assert p.read_bytes() == b"12345678"
+
+
 def test_bug_open_npy_ignored_a_bad_order(tmp_path):
     path = tmp_path / "a.npy"
     np.save(path, np.arange(3))
