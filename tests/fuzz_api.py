@@ -1750,7 +1750,8 @@ def main() -> int:
     seed = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     only = [s for s in os.environ.get("FUZZ_ONLY", "").split(",") if s]
     shrink = os.environ.get("FUZZ_SHRINK") == "1"
-    _limit(resource.RLIMIT_AS, AS_LIMIT)
+    if os.environ.get("MMARRAY_SANITIZER") != "asan":  # ASan's shadow needs terabytes
+        _limit(resource.RLIMIT_AS, AS_LIMIT)
     _limit(resource.RLIMIT_FSIZE, FSIZE_LIMIT)
     _limit(resource.RLIMIT_CORE, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death by SIGXFSZ
