@@ -126,6 +126,14 @@ def shape_ok(shape: Any, dtype: np.dtype) -> bool:
         return False
 
 
+def dtype_or_none(dtype: Any) -> np.dtype | None:
+    """numpy's dtype of the argument, or None where numpy refuses it."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
 def norm_shape(shape: Any) -> tuple[int, ...] | None:
     """mmarray's documented shape argument: an int or a sequence of ints; None if bad."""
     try:
@@ -538,10 +546,7 @@ def t_create(data, suffix, shape, big, dtype, fill, allocate, exist, order, umas
         os.chmod(arg, old_mode)
     before = sorted(os.listdir(TMP)) if kind == "file" else None
     # the model (what numpy makes of the arguments)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
+    dt = dtype_or_none(dtype)
     shp = norm_shape(shape)
     valid = (
         kind == "file"
@@ -645,10 +650,7 @@ def t_anonymous(shape, dtype, shared, order):
     ok, res = attempt(
         "anonymous", lambda: mmarray.anonymous(shape, dtype, shared=shared, order=order)
     )
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
+    dt = dtype_or_none(dtype)
     shp = norm_shape(shape)
     valid = (
         dt is not None
@@ -1433,10 +1435,7 @@ def t_shared(good, suffix, bad, shape, dtype, attach_shape, attach_dtype, slash)
     if not good:
         assert not ok and isinstance(a, (ValueError, TypeError)), f"name {name!r}: {a!r}"
         return
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
+    dt = dtype_or_none(dtype)
     shp = norm_shape(shape)
     valid = dt is not None and not dt.hasobject and shp is not None and shape_ok(shp, dt)
     if not ok:

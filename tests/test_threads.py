@@ -14,6 +14,14 @@ import numpy as np
 import mmarray
 
 
+def run_all(threads: list[threading.Thread]) -> None:
+    """Start every thread, then wait for all of them."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_threads_share_files_without_crashing(tmp_path):
     # numpy issue 29126: threads opening the same file could crash np.memmap users.
     raw = tmp_path / "t.raw"
@@ -45,10 +53,7 @@ def test_threads_share_files_without_crashing(tmp_path):
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_all(threads)
     assert not errors, errors
     assert all(c > 0 for c in counts)
 
@@ -180,10 +185,7 @@ def test_threads_swap_and_close_a_shared_array_while_others_reduce(tmp_path):
 
     threads = [threading.Thread(target=swapper)]
     threads += [threading.Thread(target=reader, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_all(threads)
     assert not errors, errors
     assert all(d > 0 for d in done)
 
