@@ -23,12 +23,16 @@
 #include <numpy/arrayobject.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MM_CHUNK ((npy_intp)1 << 20)        /* elements per task of a long lane */
 #define MM_SHORT ((npy_intp)1 << 20)        /* lanes up to this length: one thread each */
@@ -40,6 +44,13 @@
 #define MM_SPARSE 32                        /* fewer hits than 1 in this: branchy filter */
 #define MM_SMALL_SELECT 4096                /* gathered buckets this small: introselect */
 #define MM_MAX_WORKERS 256
+/* 16-bit long lanes of at least MM_WIN_MIN_CHUNKS chunks: every MM_WIN_STRIDE-th chunk
+ * is histogrammed first, as a sample; if it shows where the wanted ranks lie, the other
+ * chunks count only the keys in that window bin by bin (and the others as below or
+ * above), which is a few times cheaper than a 65,536-bin histogram of every key. */
+#define MM_WIN_STRIDE 32
+#define MM_WIN_MIN_CHUNKS 64
+#define MM_WIN_MAX_FRAC (1.0 / 32) /* a wider window (share of the sample): no window */
 #define MM_POLL_NS 50000000L /* the calling thread wakes every 50 ms */
 
 enum { T_GATHER = 1, T_HIST = 2 };
@@ -165,6 +176,7 @@ typedef struct {
     void (*store)(char *, uint64_t);
     void (*rawmap)(const uint64_t *, uint64_t *);
     uint32_t (*keytop)(uint32_t, unsigned);
+    int wkx; /* 16-bit ints: the XOR that makes a stored value its key; else -1 (no window) */
 } mm_type;
 
 MM_KERNELS(bool, 8, key_bool, 0)
@@ -180,12 +192,13 @@ MM_KERNELS(u64, 64, key_u64, 0)
 MM_KERNELS(i64, 64, key_i64, 0)
 MM_KERNELS(f64, 64, key_f64, 0x7FF0u)
 
-#define MM_ROW(T, W, F) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T, rawmap_##T, \
-                         keytop_##T}
+#define MM_ROW(T, W, F, K) {W, F, hist0_##T, filter_##T, load_##T, nans_##T, store_##T,    \
+                            rawmap_##T, keytop_##T, K}
 static const mm_type mm_types[] = {
-    MM_ROW(bool, 8, 0), MM_ROW(u8, 8, 0),   MM_ROW(i8, 8, 0),   MM_ROW(u16, 16, 0),
-    MM_ROW(i16, 16, 0), MM_ROW(f16, 16, 1), MM_ROW(u32, 32, 0), MM_ROW(i32, 32, 0),
-    MM_ROW(f32, 32, 1), MM_ROW(u64, 64, 0), MM_ROW(i64, 64, 0), MM_ROW(f64, 64, 1),
+    MM_ROW(bool, 8, 0, -1),     MM_ROW(u8, 8, 0, -1),   MM_ROW(i8, 8, 0, -1),
+    MM_ROW(u16, 16, 0, 0),      MM_ROW(i16, 16, 0, 0x8000), MM_ROW(f16, 16, 1, -1),
+    MM_ROW(u32, 32, 0, -1),     MM_ROW(i32, 32, 0, -1), MM_ROW(f32, 32, 1, -1),
+    MM_ROW(u64, 64, 0, -1),     MM_ROW(i64, 64, 0, -1), MM_ROW(f64, 64, 1, -1),
 };
 enum { D_BOOL, D_U8, D_I8, D_U16, D_I16, D_F16, D_U32, D_I32, D_F32, D_U64, D_I64, D_F64 };
 
@@ -247,6 +260,12 @@ typedef struct {
     uint32_t *h32;
     uint64_t *h64;
     npy_intp *since_flush;
+    /* the window of a 16-bit long lane (MM_WIN_STRIDE) */
+    npy_intp wsampled; /* sampled chunks: 0, MM_WIN_STRIDE, 2 * MM_WIN_STRIDE, ... */
+    int wfull;         /* the other chunks too get the full histogram (no window) */
+    uint32_t wlo, whi; /* the keys the other chunks count bin by bin */
+    uint64_t *wout;    /* per thread, 8 apart: keys below the window, above it */
+    double *wmean;     /* per sampled chunk: its mean key */
     mm_filter filt;
     uint64_t *outk; /* keys of the current long lane's ranks */
     /* short lanes */
@@ -639,6 +658,80 @@ done:
 }
 /* NOLINTEND(misc-no-recursion) */
 
+/* ---- the window count of 16-bit keys ------------------------------------------------- */
+
+#if defined(__SSE2__)
+/* The sum of the eight unsigned 16-bit lanes of v. */
+static uint64_t
+hsum_u16(__m128i v)
+{
+    const __m128i z = _mm_setzero_si128();
+    uint32_t w[4];
+    _mm_storeu_si128((__m128i *)w, _mm_add_epi32(_mm_unpacklo_epi16(v, z),
+                                                 _mm_unpackhi_epi16(v, z)));
+    return (uint64_t)w[0] + w[1] + w[2] + w[3];
+}
+#endif
+
+/* Counts the keys (stored value ^ kx) of one strided run of 16-bit values: a key in
+ * [lo, hi] in its bin of h, the others in wo[0] (below lo) or wo[1] (above hi).  On
+ * contiguous runs SSE2 compares 16 values at a time and only the rare keys inside the
+ * window touch the table. */
+static void
+win_count(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint32_t lo, uint32_t hi,
+          uint32_t *h, uint64_t *wo)
+{
+    uint64_t below = 0, above = 0;
+    const uint32_t width = hi - lo;
+    npy_intp i = 0;
+#if defined(__SSE2__)
+    if (st == 2) {
+        /* signed compares of the keys with their top bit flipped */
+        const __m128i vx = _mm_set1_epi16((short)(int16_t)(uint16_t)(kx ^ 0x8000u));
+        const __m128i vlo = _mm_set1_epi16((short)(int16_t)(uint16_t)(lo ^ 0x8000u));
+        const __m128i vhi = _mm_set1_epi16((short)(int16_t)(uint16_t)(hi ^ 0x8000u));
+        while (cnt - i >= 16) {
+            /* at most 8192 steps of two per 16-bit lane counter before it is summed */
+            npy_intp steps = (cnt - i) / 16 < 8192 ? (cnt - i) / 16 : 8192;
+            npy_intp end = i + 16 * steps;
+            __m128i nlo = _mm_setzero_si128(), nhi = _mm_setzero_si128();
+            for (; i < end; i += 16) {
+                __m128i v0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + 2 * i)), vx);
+                __m128i v1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + 2 * i + 16)), vx);
+                __m128i l0 = _mm_cmpgt_epi16(vlo, v0), g0 = _mm_cmpgt_epi16(v0, vhi);
+                __m128i l1 = _mm_cmpgt_epi16(vlo, v1), g1 = _mm_cmpgt_epi16(v1, vhi);
+                uint32_t in;
+                nlo = _mm_sub_epi16(_mm_sub_epi16(nlo, l0), l1);
+                nhi = _mm_sub_epi16(_mm_sub_epi16(nhi, g0), g1);
+                in = ~((uint32_t)_mm_movemask_epi8(_mm_or_si128(l0, g0)) |
+                       (uint32_t)_mm_movemask_epi8(_mm_or_si128(l1, g1)) << 16) &
+                     0xAAAAAAAAu; /* one bit per value inside the window */
+                while (in != 0) {
+                    uint16_t v;
+                    memcpy(&v, p + 2 * (i + (npy_intp)((unsigned)__builtin_ctz(in) >> 1)), 2);
+                    h[(uint16_t)(v ^ kx)]++;
+                    in &= in - 1;
+                }
+            }
+            below += hsum_u16(nlo);
+            above += hsum_u16(nhi);
+        }
+    }
+#endif
+    for (; i < cnt; i++) {
+        uint16_t v;
+        uint32_t k;
+        memcpy(&v, p + i * st, 2);
+        k = (uint16_t)(v ^ kx);
+        below += k < lo;
+        above += k > hi;
+        if (k - lo <= width)
+            h[k]++;
+    }
+    wo[0] += below;
+    wo[1] += above;
+}
+
 /* ---- tasks ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -681,13 +774,20 @@ run_nans(void *arg, const char *p, npy_intp cnt, npy_intp st)
     a->nans += a->ty->nans(p, cnt, st);
 }
 
+/* Elements [*i0, *i1) of the lane: chunk c. */
 static void
-task_hist0(mm_job *job, int tid, npy_intp t)
+chunk_bounds(const mm_sel *s, npy_intp c, npy_intp *i0, npy_intp *i1)
 {
-    mm_sel *s = job->s;
-    npy_intp i0 = t * MM_CHUNK, i1 = s->n - i0 < MM_CHUNK ? s->n : i0 + MM_CHUNK;
-    mm_run_arg a = {s, tid};
-    if (s->since_flush[tid] > (npy_intp)UINT32_MAX - MM_CHUNK) {
+    *i0 = c * MM_CHUNK;
+    *i1 = s->n - *i0 < MM_CHUNK ? s->n : *i0 + MM_CHUNK;
+}
+
+/* Makes room for cnt more counts in this thread's 32-bit first-digit counters: moves
+ * them to the 64-bit ones before they could overflow. */
+static void
+h32_reserve(mm_sel *s, int tid, npy_intp cnt)
+{
+    if (s->since_flush[tid] > (npy_intp)UINT32_MAX - cnt) {
         uint32_t *h = s->h32 + (size_t)tid * s->hbins;
         uint64_t *g = s->h64 + (size_t)tid * s->hbins;
         for (int b = 0; b < s->hbins; b++) {
@@ -696,8 +796,102 @@ task_hist0(mm_job *job, int tid, npy_intp t)
         }
         s->since_flush[tid] = 0;
     }
-    s->since_flush[tid] += i1 - i0;
+    s->since_flush[tid] += cnt;
+}
+
+static void
+hist0_chunk(mm_sel *s, int tid, npy_intp c)
+{
+    npy_intp i0, i1;
+    mm_run_arg a = {s, tid};
+    chunk_bounds(s, c, &i0, &i1);
+    h32_reserve(s, tid, i1 - i0);
     for_runs(s, s->lane, i0, i1, run_hist0, &a);
+}
+
+static void
+task_hist0(mm_job *job, int tid, npy_intp t)
+{
+    hist0_chunk(job->s, tid, t);
+}
+
+typedef struct {
+    unsigned kx;
+    uint64_t sum;
+} mm_keysum_arg;
+
+static void
+run_keysum(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_keysum_arg *a = arg;
+    uint64_t sum = 0;
+    npy_intp i = 0;
+#if defined(__SSE2__)
+    if (st == 2) { /* pairs of keys (top bit flipped: signed) summed into 32-bit lanes */
+        const __m128i vx = _mm_set1_epi16((short)(int16_t)(uint16_t)(a->kx ^ 0x8000u));
+        const __m128i one = _mm_set1_epi16(1);
+        int64_t ssum = 0;
+        while (cnt - i >= 8) {
+            /* at most 16384 steps: a lane's sum stays within 16384 * 2 * 32768 */
+            npy_intp steps = (cnt - i) / 8 < 16384 ? (cnt - i) / 8 : 16384;
+            npy_intp end = i + 8 * steps;
+            int32_t w[4];
+            __m128i acc = _mm_setzero_si128();
+            for (; i < end; i += 8) {
+                __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + 2 * i)), vx);
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(v, one));
+            }
+            _mm_storeu_si128((__m128i *)w, acc);
+            ssum += (int64_t)w[0] + w[1] + w[2] + w[3];
+        }
+        sum = (uint64_t)(ssum + (int64_t)i * 32768);
+    }
+#endif
+    for (; i < cnt; i++) {
+        uint16_t v;
+        memcpy(&v, p + i * st, 2);
+        sum += (uint16_t)(v ^ a->kx);
+    }
+    a->sum += sum;
+}
+
+/* A sampled chunk of a windowed lane: its full histogram, and its mean key. */
+static void
+task_wsample(mm_job *job, int tid, npy_intp t)
+{
+    mm_sel *s = job->s;
+    npy_intp c = t * MM_WIN_STRIDE, i0, i1;
+    mm_keysum_arg a = {(unsigned)s->ty->wkx, 0};
+    chunk_bounds(s, c, &i0, &i1);
+    hist0_chunk(s, tid, c);
+    for_runs(s, s->lane, i0, i1, run_keysum, &a);
+    s->wmean[t] = (double)a.sum / (double)(i1 - i0);
+}
+
+static void
+run_wcount(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_run_arg *a = arg;
+    const mm_sel *s = a->s;
+    win_count(p, cnt, st, (unsigned)s->ty->wkx, s->wlo, s->whi,
+              s->h32 + (size_t)a->tid * s->hbins, s->wout + (size_t)a->tid * 8);
+}
+
+/* Task t of the chunks that were not sampled: the window count, or (wfull) the full
+ * histogram. */
+static void
+task_wrest(mm_job *job, int tid, npy_intp t)
+{
+    mm_sel *s = job->s;
+    npy_intp c = t / (MM_WIN_STRIDE - 1) * MM_WIN_STRIDE + 1 + t % (MM_WIN_STRIDE - 1), i0, i1;
+    mm_run_arg a = {s, tid};
+    if (s->wfull)
+        hist0_chunk(s, tid, c);
+    else {
+        chunk_bounds(s, c, &i0, &i1);
+        h32_reserve(s, tid, i1 - i0);
+        for_runs(s, s->lane, i0, i1, run_wcount, &a);
+    }
 }
 
 static void
@@ -901,6 +1095,154 @@ pass_free(mm_filter *f, mm_target *pend, npy_intp npend)
     f->fill = NULL;
 }
 
+/* The first-digit histograms of all threads, summed into total (by key digit). */
+static void
+merge_hist0(const mm_sel *s, uint64_t *total)
+{
+    const mm_type *ty = s->ty;
+    int W = ty->W, nbins = W == 8 ? 256 : 65536;
+    memset(total, 0, (size_t)nbins * sizeof(uint64_t));
+    for (int b = 0; b < nbins; b++) { /* 32/64 bits: bins of stored top bits to key digits */
+        uint64_t c = 0;
+        for (int t = 0; t < s->nthreads; t++)
+            for (int j = b; j < s->hbins; j += nbins)
+                c += s->h64[(size_t)t * s->hbins + j] + s->h32[(size_t)t * s->hbins + j];
+        total[W > 16 ? ty->keytop((uint32_t)b, 0) : (uint32_t)b] += c;
+    }
+}
+
+static void
+hist0_reset(mm_sel *s)
+{
+    memset(s->h32, 0, (size_t)s->nthreads * (size_t)s->hbins * sizeof(uint32_t));
+    memset(s->h64, 0, (size_t)s->nthreads * (size_t)s->hbins * sizeof(uint64_t));
+    memset(s->since_flush, 0, (size_t)s->nthreads * sizeof(npy_intp));
+}
+
+/* Chooses the window of a 16-bit lane from its sample: hist holds the ns keys of the
+ * sampled chunks, s->wmean their chunks' mean keys.  The window runs from the sample's
+ * quantile a little below the lowest wanted rank to the one a little above the highest
+ * (8 standard errors of a sample quantile, and 1/8192 more).  Returns 1 with the window
+ * in s->wlo, s->whi, or 0 where a window would not pay: it would hold more than
+ * MM_WIN_MAX_FRAC of the sample, or the chunks' means differ more than those of a
+ * shuffled lane would (sorted or drifting data, whose sample says little about the
+ * chunks between). */
+static int
+win_choose(mm_sel *s, const uint64_t *hist, npy_intp ns)
+{
+    double mean = 0.0, var = 0.0, nsd = (double)ns, delta, rlo, rhi;
+    npy_intp slo, shi, cum = 0, inside = 0;
+    int ok = 0, b, klo = -1, khi = -1;
+    for (b = 0; b < 65536; b++)
+        mean += (double)b * (double)hist[b];
+    mean /= nsd;
+    for (b = 0; b < 65536; b++)
+        var += (double)hist[b] * ((double)b - mean) * ((double)b - mean);
+    var /= nsd;
+    for (npy_intp t = 0; t < s->wsampled; t++) {
+        npy_intp i0, i1;
+        double d = s->wmean[t] - mean;
+        chunk_bounds(s, t * MM_WIN_STRIDE, &i0, &i1);
+        if (d * d > 36.0 * var / (double)(i1 - i0) + 1e-9)
+            goto done;
+    }
+    delta = 4.0 / sqrt(nsd) + 1.0 / 8192;
+    rlo = ((double)s->ranks[0] + 0.5) / (double)s->n - delta;
+    rhi = ((double)s->ranks[s->m - 1] + 0.5) / (double)s->n + delta;
+    slo = rlo <= 0.0 ? 0 : (npy_intp)(rlo * nsd);
+    shi = rhi >= 1.0 ? ns - 1 : (npy_intp)(rhi * nsd);
+    if (slo > ns - 1)
+        slo = ns - 1;
+    if (shi > ns - 1)
+        shi = ns - 1;
+    for (b = 0; b < 65536 && khi < 0; b++) { /* the keys of sample ranks slo and shi */
+        cum += (npy_intp)hist[b];
+        if (klo < 0 && cum > slo)
+            klo = b;
+        if (cum > shi)
+            khi = b;
+    }
+    if (klo < 0 || khi < 0)
+        goto done;
+    for (b = klo; b <= khi; b++)
+        inside += (npy_intp)hist[b];
+    if ((double)inside > MM_WIN_MAX_FRAC * nsd)
+        goto done;
+    s->wlo = (uint32_t)klo;
+    s->whi = (uint32_t)khi;
+    ok = 1;
+done:
+    return ok;
+}
+
+/* Lanes that took the windowed first pass: sampled, counted through a window, and
+ * missed by it (read by window_counts, for the tests). */
+static atomic_llong mm_win_sampled, mm_win_windowed, mm_win_missed;
+
+/* First digits of a long 16-bit lane by the window: the sampled chunks histogrammed,
+ * then the others counted through the window the sample gives (or histogrammed too,
+ * where it gives none).  Fills total and outk like the plain pass.  A wanted rank the
+ * window missed (the sample misled) costs one more pass, the plain one.  progress runs
+ * from pb over ps. */
+static int
+first_digit_window(mm_sel *s, npy_intp ntasks, uint64_t *total, uint64_t *outk,
+                   mm_target *root, mm_target *pend, npy_intp *npend, double pb, double ps)
+{
+    int rc = -1, win = 0;
+    npy_intp ns = 0;
+    s->wsampled = (ntasks + MM_WIN_STRIDE - 1) / MM_WIN_STRIDE;
+    s->wmean = malloc((size_t)s->wsampled * sizeof(double));
+    s->wout = calloc((size_t)s->nthreads * 8u, sizeof(uint64_t));
+    if (s->wmean == NULL || s->wout == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (npy_intp t = 0; t < s->wsampled; t++) {
+        npy_intp i0, i1;
+        chunk_bounds(s, t * MM_WIN_STRIDE, &i0, &i1);
+        ns += i1 - i0;
+    }
+    hist0_reset(s);
+    atomic_fetch_add(&mm_win_sampled, 1);
+    if (run_job(s, task_wsample, s->wsampled, ns, pb, ps * 0.1) < 0)
+        goto done;
+    merge_hist0(s, total);
+    win = win_choose(s, total, ns);
+    s->wfull = !win;
+    if (win)
+        atomic_fetch_add(&mm_win_windowed, 1);
+    if (run_job(s, task_wrest, ntasks - s->wsampled, s->n - ns, pb + ps * 0.1, ps * 0.9) < 0)
+        goto done;
+    merge_hist0(s, total);
+    if (win) { /* the keys outside the window, lumped at the ends: the sums stay exact */
+        for (int t = 0; t < s->nthreads; t++) {
+            total[0] += s->wout[(size_t)t * 8];
+            total[65535] += s->wout[(size_t)t * 8 + 1];
+        }
+    }
+    if (split_target(s, root, total, 65536, 1, outk, pend, npend) < 0)
+        goto done;
+    for (npy_intp i = 0; win && i < s->m; i++) {
+        if (outk[i] < s->wlo || outk[i] > s->whi) { /* missed: the plain pass */
+            atomic_fetch_add(&mm_win_missed, 1);
+            hist0_reset(s);
+            if (run_job(s, task_hist0, ntasks, s->n, pb + ps, 0.0) < 0)
+                goto done;
+            merge_hist0(s, total);
+            if (split_target(s, root, total, 65536, 1, outk, pend, npend) < 0)
+                goto done;
+            break;
+        }
+    }
+    rc = 0;
+done:
+    free(s->wmean);
+    free(s->wout);
+    s->wmean = NULL;
+    s->wout = NULL;
+    return rc;
+}
+
 static int
 select_long(mm_sel *s, npy_intp l, uint64_t *outk)
 {
@@ -925,23 +1267,21 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
         goto done;
     }
     /* pass 0: histogram of the first digit */
-    memset(s->h32, 0, (size_t)nth * (size_t)s->hbins * sizeof(uint32_t));
-    memset(s->h64, 0, (size_t)nth * (size_t)s->hbins * sizeof(uint64_t));
-    memset(s->since_flush, 0, (size_t)nth * sizeof(npy_intp));
-    if (run_job(s, task_hist0, ntasks, s->n, lb, lw * 0.6) < 0)
-        goto done;
-    for (int b = 0; b < nbins; b++) { /* 32/64 bits: bins of stored top bits to key digits */
-        uint64_t c = 0;
-        for (int t = 0; t < nth; t++)
-            for (int j = b; j < s->hbins; j += nbins)
-                c += s->h64[(size_t)t * s->hbins + j] + s->h32[(size_t)t * s->hbins + j];
-        total[W > 16 ? ty->keytop((uint32_t)b, 0) : (uint32_t)b] += c;
-    }
     memset(&root, 0, sizeof(root));
     root.count = s->n;
     root.r1 = s->m;
-    if (split_target(s, &root, total, nbins, levels, outk, pend, &npend) < 0)
-        goto done;
+    if (W == 16 && ty->wkx >= 0 && ntasks >= MM_WIN_MIN_CHUNKS) {
+        if (first_digit_window(s, ntasks, total, outk, &root, pend, &npend, lb, lw * 0.6) < 0)
+            goto done;
+    }
+    else {
+        hist0_reset(s);
+        if (run_job(s, task_hist0, ntasks, s->n, lb, lw * 0.6) < 0)
+            goto done;
+        merge_hist0(s, total);
+        if (split_target(s, &root, total, nbins, levels, outk, pend, &npend) < 0)
+            goto done;
+    }
 
     /* later passes: gather small buckets, histogram the next digit of big ones */
     while (npend > 0) {
@@ -1318,6 +1658,16 @@ done:
     return result;
 }
 
+static PyObject *
+mm_window_counts(PyObject *module, PyObject *noargs)
+{
+    (void)module;
+    (void)noargs;
+    return Py_BuildValue("(LLL)", (long long)atomic_load(&mm_win_sampled),
+                         (long long)atomic_load(&mm_win_windowed),
+                         (long long)atomic_load(&mm_win_missed));
+}
+
 static PyMethodDef kernel_methods[] = {
     {"select", (PyCFunction)(void (*)(void))mm_select, METH_VARARGS | METH_KEYWORDS,
      "select(x, r, ranks, workers=1, progress=None, region=None)\n--\n\n"
@@ -1329,6 +1679,11 @@ static PyMethodDef kernel_methods[] = {
      "count_nan(x, r, workers=1, progress=None, region=None)\n--\n\n"
      "Number of NaNs in every lane of x (the last r axes), as an intp array.  A SIGBUS\n"
      "reading x raises OSError naming region (the Region under x)."},
+    {"_window_counts", mm_window_counts, METH_NOARGS,
+     "_window_counts()\n--\n\n"
+     "(sampled, windowed, missed): long 16-bit lanes since import whose first pass began\n"
+     "with a sample, those then counted through a window, and those the window missed\n"
+     "(which took a second, plain pass).  For the tests."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mmarray
+from mmarray import _core
 
 DTYPES = ["?", "u1", "i1", "u2", "i2", "f2", "u4", "i4", "f4", "u8", "i8", "f8"]
 METHODS = [
@@ -447,3 +448,110 @@ def test_gather_budget_spent_defers_buckets():
     # pass may gather, so some buckets wait for the next pass.
     a = np.random.default_rng(3).integers(0, 1 << 20, 20_000_000)
     check("quantile", a, np.linspace(0, 1, 26), method="lower", workers=(2,))
+
+
+# ---- the windowed first pass of long int16 and uint16 lanes ------------------------------
+# A lane of at least 64 chunks (64 Mi values) is sampled first: every 32nd chunk gets the
+# full 65,536-bin histogram.  Where the sample shows where the wanted ranks lie, the other
+# chunks count only the keys inside that window bin by bin.  The window path runs only on
+# lanes that long, so the arrays here are 128 MiB each.  _core._window_counts() tells
+# which path each lane took, so that every test checks it tested the path it names.
+
+WCHUNK = 1 << 20
+WN = 64 * WCHUNK + 12_345  # 64 chunks and a partial one: sampled chunks 0, 32 and 64
+
+
+def window_counts() -> np.ndarray:
+    """(sampled, windowed, missed) lanes so far."""
+    return np.array(_core._window_counts())
+
+
+@pytest.fixture(scope="module")
+def uniform() -> np.ndarray:
+    return np.random.default_rng(11).integers(-32768, 32768, WN, dtype=np.int16)
+
+
+@pytest.mark.slow
+def test_uniform_int16_is_counted_through_the_window(uniform):
+    c0 = window_counts()
+    check("median", uniform, workers=(1, 2, 7))
+    check("quantile", uniform, [0.3, 0.3001], workers=(2,))  # close ranks: one window
+    check("quantile", uniform, [0.25], method="lower", workers=(3,))
+    check("nanmedian", uniform, workers=(2,))
+    sampled, windowed, missed = window_counts() - c0
+    assert sampled == windowed == 6 and missed == 0
+
+
+@pytest.mark.slow
+def test_uint16_odd_length_and_offset_start(uniform):
+    u = uniform.view(np.uint16)[1:]  # odd length; the data starts 2 bytes in
+    c0 = window_counts()
+    check("median", u, workers=(2,))
+    check("percentile", u, [90.0, 90.05], workers=(2,))
+    assert tuple(window_counts() - c0) == (2, 2, 0)
+
+
+@pytest.mark.slow
+def test_ranks_at_the_ends_with_the_extremes_present(uniform):
+    # every value of int16, the extremes included, is there about a thousand times
+    assert uniform.min() == -32768 and uniform.max() == 32767
+    c0 = window_counts()
+    for q in (0.0, 1e-7, 1 - 1e-7, 1.0):
+        for method in ("lower", "higher", "linear"):
+            check("quantile", uniform, q, method=method, workers=(2,))
+    sampled, windowed, missed = window_counts() - c0
+    assert sampled == windowed == 12 and missed == 0
+
+
+@pytest.mark.slow
+def test_strided_lanes_take_the_scalar_window(uniform):
+    c0 = window_counts()
+    check("median", uniform[::-1], workers=(2,))  # negative stride
+    two = np.empty((WN, 2), np.int16)  # two lanes of stride 4 bytes along axis 0
+    two[:, 0] = uniform
+    two[:, 1] = uniform[::-1] // 3
+    check("median", two, axis=0, workers=(2,))
+    assert tuple(window_counts() - c0) == (3, 3, 0)
+
+
+@pytest.mark.slow
+def test_sorted_data_keeps_the_full_histogram(uniform):
+    # the sampled chunks' means differ far beyond chance: no window
+    c0 = window_counts()
+    check("median", np.sort(uniform), workers=(2,))
+    assert tuple(window_counts() - c0) == (1, 0, 0)
+
+
+@pytest.mark.slow
+def test_a_wide_window_is_not_taken():
+    # half of the values equal the median: the window would hold half the lane
+    a = np.random.default_rng(12).integers(-500, 500, WN, dtype=np.int16)
+    a[::2] = 7
+    c0 = window_counts()
+    check("median", a, workers=(2,))
+    assert tuple(window_counts() - c0) == (1, 0, 0)
+
+
+@pytest.mark.slow
+def test_a_misleading_sample_costs_a_second_pass():
+    # the sampled chunks (every 32nd) hold values in [-1000, 1000), all others values in
+    # [2000, 3000): the sample's window lies far from the true median, and the counts
+    # outside it show that, so the lane is counted again in full
+    rng = np.random.default_rng(13)
+    a = rng.integers(2000, 3000, WN, dtype=np.int16)
+    for c in range(0, -(-WN // WCHUNK), 32):
+        piece = a[c * WCHUNK : (c + 1) * WCHUNK]
+        piece[:] = rng.integers(-1000, 1000, piece.size)
+    c0 = window_counts()
+    check("median", a, workers=(1, 2))
+    check("quantile", a, [0.01, 0.02], workers=(2,))
+    assert tuple(window_counts() - c0) == (3, 3, 3)
+
+
+@pytest.mark.slow
+def test_progress_on_a_windowed_lane(uniform):
+    seen: list[float] = []
+    c0 = window_counts()
+    assert mmarray.median(uniform, progress=seen.append, workers=2) == np.median(uniform)
+    assert tuple(window_counts() - c0) == (1, 1, 0)
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)

@@ -259,6 +259,37 @@ def test_threads_fail_alone_on_the_truncated_file(tmp_path):
         check_fault(res, tmp_path / "bad.npy", size - 8000, size, truncated)
 
 
+WINDOW = """
+path, truncated = sys.argv[1], int(sys.argv[2])
+a = mmarray.open(path, "r+", dtype="i2")
+before = _core._window_counts()[0]
+os.truncate(path, truncated)
+out = {"bad": [attempt(lambda: mmarray.median(a, workers=w)) for w in (1, 2)]}
+out["sampled"] = _core._window_counts()[0] - before
+os.truncate(path, a.nbytes)
+a[:] = 5
+out["after"] = attempt(lambda: mmarray.median(a, workers=2))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["sample", "window"])
+def test_windowed_int16_lane_raises_oserror_on_a_truncated_file(tmp_path, phase):
+    # 64 chunks of 1 Mi int16: chunks 0 and 32 are the sample, the others go through the
+    # window.  Cut in chunk 32 (bytes from 64 MiB) the sample faults; cut at 100 MiB
+    # only the windowed chunks do.
+    path = tmp_path / "w.raw"
+    n = 64 << 20
+    np.random.default_rng(9).integers(-32768, 32768, n, dtype=np.int16).tofile(path)
+    truncated = (65 << 20) + 100 if phase == "sample" else (100 << 20) + 100
+    out = child_json(WINDOW, path, truncated)
+    assert out["sampled"] == 2
+    for res in out["bad"]:
+        check_fault(res, path, 0, 2 * n, truncated)
+    assert out["after"] == {"value": 5.0}
+
+
 # ---- chaining: a SIGBUS outside mmarray's guards kills as before ------------------------------
 
 CHAIN = """
