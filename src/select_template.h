@@ -372,15 +372,24 @@ mm_rawtop_64(const char *p)
             return;                                                                            \
         }                                                                                      \
         for (npy_intp i0 = 0; i0 < cnt; i0 += 64, p += 64 * st) {                              \
-            int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64;                                     \
-            uint64_t mask = 0;                                                                 \
+            int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64, j = 0;                              \
+            uint64_t m0 = 0, m1 = 0, m2 = 0, m3 = 0, mask;                                     \
             const char *q = p;                                                                 \
-            for (int j = 0; j < nb; j++, q += st) /* value j is bit nb - 1 - j */              \
-                mask = (mask << 1) | hit_##T(q, f, deep);                                      \
+            /* value j is bit j; four masks, so that no chain of shifts and ors runs           \
+             * through all 64 values (that chain alone took 2 cycles a value) */               \
+            for (; j + 4 <= nb; j += 4, q += 4 * st) {                                         \
+                m0 |= hit_##T(q, f, deep) << j;                                                \
+                m1 |= hit_##T(q + st, f, deep) << (j + 1);                                     \
+                m2 |= hit_##T(q + 2 * st, f, deep) << (j + 2);                                 \
+                m3 |= hit_##T(q + 3 * st, f, deep) << (j + 3);                                 \
+            }                                                                                  \
+            for (; j < nb; j++, q += st)                                                       \
+                m0 |= hit_##T(q, f, deep) << j;                                                \
+            mask = m0 | m1 | m2 | m3;                                                          \
             while (mask != 0) {                                                                \
-                int j = nb - 1 - __builtin_ctzll(mask);                                        \
+                int k = __builtin_ctzll(mask);                                                 \
                 mask &= mask - 1;                                                              \
-                mm_filter_hit(f, tid, stage, staged, KEY(p + j * st));                         \
+                mm_filter_hit(f, tid, stage, staged, KEY(p + k * st));                         \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
