@@ -555,3 +555,25 @@ def test_progress_on_a_windowed_lane(uniform):
     assert mmarray.median(uniform, progress=seen.append, workers=2) == np.median(uniform)
     assert tuple(window_counts() - c0) == (1, 1, 0)
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", [1, 2])
+def test_interrupt_on_a_windowed_lane_stops_cleanly(uniform, at):
+    # progress is called as the sample is done (call 1), then as the window counts the
+    # rest (call 2; on a slow machine, every 50 ms too): an exception at either stops
+    # the lane cleanly, and the next call is whole
+    calls = []
+
+    def boom(frac):
+        calls.append(frac)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+
+    c0 = window_counts()
+    with pytest.raises(KeyboardInterrupt):
+        mmarray.median(uniform, progress=boom, workers=2)
+    assert len(calls) == at
+    assert mmarray.median(uniform, workers=2) == np.median(uniform)
+    sampled, windowed, missed = window_counts() - c0
+    assert sampled == 2 and 1 <= windowed <= 2 and missed == 0
