@@ -483,8 +483,8 @@ def test_uniform_int16_is_counted_through_the_window(uniform):
 
 
 @pytest.mark.slow
-def test_uint16_odd_length_and_offset_start(uniform):
-    u = uniform.view(np.uint16)[1:]  # odd length; the data starts 2 bytes in
+def test_uint16_even_length_and_offset_start(uniform):
+    u = uniform.view(np.uint16)[1:]  # even length (two middle values); 2 bytes in
     c0 = window_counts()
     check("median", u, workers=(2,))
     check("percentile", u, [90.0, 90.05], workers=(2,))
