@@ -21,7 +21,7 @@ from ._pages import (
     residency,
 )
 from ._parallel import map_chunks
-from ._share import ArrayRef, _install_reducer, share, shared, unlink
+from ._share import ArrayRef, _install_reducer, named, share, unlink
 from ._stats import (
     median,
     median_estimate,
@@ -63,7 +63,7 @@ __all__ = [
     "region",
     "residency",
     "share",
-    "shared",
+    "named",
     "unlink",
 ]
 

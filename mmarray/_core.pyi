@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 PAGESIZE: int
+MAX_WORKERS: int
 
 class Region:
     """One mmap region (file-backed or anonymous) exporting the buffer protocol."""

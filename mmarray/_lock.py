@@ -32,12 +32,13 @@ def _flock(kind: int, start: int, length: int) -> bytes:
 
 @contextlib.contextmanager
 def lock(
-    a: np.ndarray[Any, Any], *, shared: bool = False, timeout: float | None = None
+    a: np.ndarray[Any, Any], *, exclusive: bool = True, timeout: float | None = None
 ) -> Iterator[None]:
     """Hold an inter-process lock over the bytes of ``a`` in its backing file.
 
     An open file description lock (``F_OFD_SETLKW``) on the byte range the array
-    covers: exclusive by default, shared (many readers) with ``shared=True``.
+    covers: exclusive (one writer) by default, shared by many readers with
+    ``exclusive=False``.
     Each ``lock()`` opens its own description of the file, so it excludes other
     threads of this process as well as other processes; overlapping ranges
     conflict, disjoint ones do not. The lock is released on leaving the block (and
@@ -47,10 +48,11 @@ def lock(
     Parameters
     ----------
     a : numpy.ndarray
-        An array over a file (any mode), ``anonymous(shared=True)`` or ``shared()``
+        An array over a file (any mode), ``anonymous(shared=True)`` or ``named()``
         memory, or a view of one.
-    shared : bool
-        Take a shared (read) lock instead of an exclusive (write) lock.
+    exclusive : bool
+        Take an exclusive (write) lock, the default; ``False`` takes a read lock,
+        which other readers may hold at the same time.
     timeout : float, optional
         Seconds to wait at most; ``None`` waits forever, ``0`` tries once. Negative
         and NaN timeouts raise ``ValueError``.
@@ -80,19 +82,19 @@ def lock(
     reg = region(a)
     if reg is None or reg.closed or reg.fileno() < 0:
         raise ValueError(
-            "lock() needs an array over a file, anonymous(shared=True) or shared() memory "
+            "lock() needs an array over a file, anonymous(shared=True) or named() memory "
             "whose region is open"
         )
     fd = reg.fileno()
     low, length, _ = _span(a)
     start = reg.offset + (low - reg.address if length else 0)
     length = max(length, 1)  # l_len 0 would mean "to the end of the file"
-    kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
+    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
     proc = f"/proc/self/fd/{fd}"
     try:
-        lfd = os.open(proc, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CLOEXEC)
+        lfd = os.open(proc, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CLOEXEC)
     except PermissionError:
-        if shared:
+        if not exclusive:
             raise
         raise PermissionError(
             errno.EACCES, "an exclusive lock needs write permission on the file", reg.name

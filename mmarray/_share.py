@@ -48,7 +48,7 @@ from ._api import _checked_dtype, _expand_subarray, _shape_tuple, region
 from ._core import Region
 from ._core import ndarray as _ndarray
 
-__all__ = ["ArrayRef", "share", "shared", "unlink"]
+__all__ = ["ArrayRef", "named", "share", "unlink"]
 
 _SHM_DIR = "/dev/shm"
 _NAME_RE = re.compile(r"/?([^/\x00]{1,250})")
@@ -294,7 +294,7 @@ def share(a: np.ndarray[Any, Any]) -> ArrayRef:
     ----------
     a : numpy.ndarray
         An array over a file mapped ``MAP_SHARED`` (``open(..., 'r'/'r+')``,
-        ``create``, ``memmap``), ``anonymous(shared=True)`` memory or ``shared()``
+        ``create``, ``memmap``), ``anonymous(shared=True)`` memory or ``named()``
         named memory.
 
     Returns
@@ -329,7 +329,7 @@ def share(a: np.ndarray[Any, Any]) -> ArrayRef:
     if got is None:
         raise ValueError(
             "share() needs an array over shareable memory: a file mapped shared "
-            "(mode 'r' or 'r+'), anonymous(shared=True) or shared() memory, with its "
+            "(mode 'r' or 'r+'), anonymous(shared=True) or named() memory, with its "
             "region still open; copy-on-write and ordinary arrays can only be copied"
         )
     return got[0]
@@ -466,7 +466,7 @@ def _shm_path(name: str) -> str:
     return os.path.join(_SHM_DIR, m.group(1))
 
 
-def shared(
+def named(
     name: str,
     shape: int | tuple[int, ...] | None = None,
     dtype: DTypeLike | None = None,
@@ -511,9 +511,9 @@ def shared(
     --------
     >>> import mmarray, os
     >>> name = f"mmarray-doc-{os.getpid()}"
-    >>> a = mmarray.shared(name, (2, 3), "i4", create=True)
+    >>> a = mmarray.named(name, (2, 3), "i4", create=True)
     >>> a[1] = 7
-    >>> b = mmarray.shared(name)
+    >>> b = mmarray.named(name)
     >>> b
     array([[0, 0, 0],
            [7, 7, 7]], dtype=int32)
@@ -524,7 +524,7 @@ def shared(
     path = _shm_path(name)
     if create:
         if shape is None or dtype is None:
-            raise TypeError("shared(..., create=True) needs shape and dtype")
+            raise TypeError("named(..., create=True) needs shape and dtype")
         shp, dt = _expand_subarray(_shape_tuple(shape), _checked_dtype(dtype))
         _npy.check_shape(shp, dt.itemsize)
         header = _npy.make_header(shp, dt, False)
@@ -593,7 +593,7 @@ def unlink(name: str) -> None:
     --------
     >>> import mmarray, os
     >>> name = f"mmarray-doc-unlink-{os.getpid()}"
-    >>> _ = mmarray.shared(name, 4, "u1", create=True)
+    >>> _ = mmarray.named(name, 4, "u1", create=True)
     >>> mmarray.unlink(name)
     >>> os.path.exists("/dev/shm/" + name)
     False

@@ -44,7 +44,6 @@ Progress = bool | Callable[[float], Any]
 _numpy: Any = np  # untyped handle for the fallbacks to numpy
 _PROGRESS_MIN = 1 << 24  # elements below which no progress bar is drawn
 _NANMEDIAN_SMALL = 600  # numpy's nanmedian switches to masked arrays below this lane length
-_MAX_WORKERS = 256  # the C kernels' MM_MAX_WORKERS: more threads are never started
 
 
 # ---- numpy's index arithmetic (numpy/lib/_function_base_impl.py, restated) ----------
@@ -209,16 +208,16 @@ def _lerp(a: Any, b: Any, t: Any, out: np.ndarray | None = None) -> Any:
 
 def _workers(workers: int | None) -> int:
     """The number of threads for ``workers=``: validated (an int, at least 1) on every
-    path, numpy's fallbacks included, and capped at the kernels' ``_MAX_WORKERS``."""
+    path, numpy's fallbacks included, and capped at the kernels' ``MAX_WORKERS``."""
     if workers is None:
         try:
-            return min(max(1, len(os.sched_getaffinity(0))), _MAX_WORKERS)
+            return min(max(1, len(os.sched_getaffinity(0))), _core.MAX_WORKERS)
         except (AttributeError, OSError):  # pragma: no cover - non-Linux
-            return min(os.cpu_count() or 1, _MAX_WORKERS)
+            return min(os.cpu_count() or 1, _core.MAX_WORKERS)
     w = operator.index(workers)
     if w < 1:
         raise ValueError(f"workers must be at least 1, got {w}")
-    return min(w, _MAX_WORKERS)
+    return min(w, _core.MAX_WORKERS)
 
 
 def _fast_array(a: Any) -> np.ndarray | None:

@@ -43,7 +43,6 @@
 #define MM_PARALLEL_MIN ((npy_intp)1 << 16) /* fewer elements: run inline, GIL held */
 #define MM_SPARSE 32                        /* fewer hits than 1 in this: branchy filter */
 #define MM_SMALL_SELECT 4096                /* gathered buckets this small: introselect */
-#define MM_MAX_WORKERS 256
 /* 16-bit long lanes of at least MM_WIN_MIN_CHUNKS chunks: every MM_WIN_STRIDE-th chunk
  * is histogrammed first, as a sample; if it shows where the wanted ranks lie, the other
  * chunks count only the keys in that window bin by bin (and the others as below or

@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Most threads a kernel starts (workers= above this is clamped); _core.MAX_WORKERS. */
+#define MM_MAX_WORKERS 256
+
 /* ---- Region (region.c) ------------------------------------------------- */
 
 typedef enum { MM_ACCESS_READ = 'r', MM_ACCESS_WRITE = 'w', MM_ACCESS_COPY = 'c' } mm_access;

@@ -110,6 +110,8 @@ module_exec(PyObject *module)
         goto done;
     if (PyModule_AddIntConstant(module, "PAGESIZE", (long)mm_page_size()) < 0)
         goto done;
+    if (PyModule_AddIntConstant(module, "MAX_WORKERS", MM_MAX_WORKERS) < 0)
+        goto done;
     if (mm_kernels_add(module) < 0)
         goto done;
     if (mm_pages_add(module) < 0)

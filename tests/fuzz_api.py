@@ -75,7 +75,7 @@ ALLOWED: dict[str, tuple[type[BaseException], ...]] = {
     "median_estimate": BASE + (IndexError,),
     "map_chunks": (ValueError, TypeError, OverflowError),
     "share": (ValueError, TypeError, OSError, OverflowError),
-    "shared": BASE,
+    "named": BASE,
     "lock": (ValueError, TypeError, OSError),
     "pages": BASE + (NotImplementedError,),
     "grow": BASE,
@@ -477,7 +477,7 @@ def t_open_npy(arr, fortran, version, data, mode, extra, where):
         with open(shm, "wb") as f:
             f.write(blob)
         try:
-            ok, res = attempt("shared", lambda: mmarray.shared(name))
+            ok, res = attempt("named", lambda: mmarray.named(name))
         finally:
             mmarray.unlink(name)
         where_name = shm
@@ -1302,7 +1302,7 @@ def sources(draw: Any, kinds: list[str] = SOURCES) -> Source:
             a[...] = init
     elif kind == "named":
         name = f"mmfz-{os.getpid()}-{next(_serial)}"
-        a = mmarray.shared(name, shape, dt, create=True)
+        a = mmarray.named(name, shape, dt, create=True)
         a[...] = init
     else:
         a = init
@@ -1426,12 +1426,12 @@ bad_names = st.sampled_from(["", "/", "a/b", "..", ".", "/..", "../x", "x/..", "
     attach_dtype=st.sampled_from(["same", "none", "other"]),
     slash=st.booleans(),
 )
-def t_shared(good, suffix, bad, shape, dtype, attach_shape, attach_dtype, slash):
-    count("shared")
+def t_named(good, suffix, bad, shape, dtype, attach_shape, attach_dtype, slash):
+    count("named")
     name = f"mmfz-{os.getpid()}-{next(_serial)}-{suffix}" if good else bad
     if good and slash:
         name = "/" + name
-    ok, a = attempt("shared", lambda: mmarray.shared(name, shape, dtype, create=True))
+    ok, a = attempt("named", lambda: mmarray.named(name, shape, dtype, create=True))
     if not good:
         assert not ok and isinstance(a, (ValueError, TypeError)), f"name {name!r}: {a!r}"
         return
@@ -1439,7 +1439,7 @@ def t_shared(good, suffix, bad, shape, dtype, attach_shape, attach_dtype, slash)
     shp = norm_shape(shape)
     valid = dt is not None and not dt.hasobject and shp is not None and shape_ok(shp, dt)
     if not ok:
-        assert not valid, f"refused a valid shared(): {a!r}"
+        assert not valid, f"refused a valid named(): {a!r}"
         assert not os.path.exists("/dev/shm/" + name.lstrip("/")), "a failed create left memory"
         return
     try:
@@ -1455,17 +1455,17 @@ def t_shared(good, suffix, bad, shape, dtype, attach_shape, attach_dtype, slash)
             kw["shape"] = shp if attach_shape == "same" else shp + (1,)
         if attach_dtype != "none":
             kw["dtype"] = dt if attach_dtype == "same" else ("V3" if dt != np.dtype("V3") else "u1")
-        ok, b = attempt("shared", lambda: mmarray.shared(name, **kw))
+        ok, b = attempt("named", lambda: mmarray.named(name, **kw))
         if "other" in (attach_shape, attach_dtype):
             assert not ok and isinstance(b, ValueError), repr(b)
         else:
             assert ok, repr(b)
             same_bytes(b, a)
-        ok, e = attempt("shared", lambda: mmarray.shared(name, shape, dtype, create=True))
+        ok, e = attempt("named", lambda: mmarray.named(name, shape, dtype, create=True))
         assert not ok and isinstance(e, FileExistsError)
     finally:
         mmarray.unlink(name)
-    ok, e = attempt("shared", lambda: mmarray.unlink(name))
+    ok, e = attempt("named", lambda: mmarray.unlink(name))
     assert not ok and isinstance(e, FileNotFoundError)
 
 
@@ -1475,11 +1475,11 @@ def t_shared(good, suffix, bad, shape, dtype, attach_shape, attach_dtype, slash)
 @given(
     src=sources(),
     data=st.data(),
-    shared=st.sampled_from([False, True, 1, "x"]),
+    exclusive=st.sampled_from([True, False, 0, "x"]),
     timeout=st.sampled_from([None, 0, 0.01, 5, -1, float("nan"), float("inf"), "x", 1e300]),
     other=st.sampled_from([None, None, [1, 2], "x", 3]),
 )
-def t_lock(src, data, shared, timeout, other):
+def t_lock(src, data, exclusive, timeout, other):
     count("lock")
     try:
         v = data.draw(views_of(src.a)) if other is None else other
@@ -1487,7 +1487,7 @@ def t_lock(src, data, shared, timeout, other):
         t_ok = timeout is None or (
             isinstance(timeout, (int, float)) and not math.isnan(timeout) and timeout >= 0
         )
-        cm = mmarray.lock(v, shared=shared, timeout=timeout)
+        cm = mmarray.lock(v, exclusive=exclusive, timeout=timeout)
         ok, e = attempt("lock", cm.__enter__)
         if not ok:
             assert not (has_fd and t_ok), f"lock refused: {e!r}"
@@ -1719,7 +1719,7 @@ TARGETS: dict[str, tuple[Any, float]] = {
     "median_estimate": (t_median_estimate, 3),
     "map_chunks": (t_map_chunks, 3),
     "share": (t_share, 6),
-    "shared": (t_shared, 4),
+    "named": (t_named, 4),
     "lock": (t_lock, 4),
     "pages": (t_pages, 7),
     "grow": (t_grow, 4),

@@ -95,7 +95,7 @@ def test_corrupt_header_of_named_memory_is_a_value_error_naming_it(name):
         f.write(CORRUPT[name])
     try:
         with pytest.raises(ValueError, match=path):
-            mmarray.shared(shm)
+            mmarray.named(shm)
     finally:
         os.unlink(path)
 
@@ -189,7 +189,7 @@ def test_bug_too_big_shapes_raised_overflow_error_from_syscalls(tmp_path):
     with pytest.raises(ValueError, match="too big|too large"):
         mmarray.anonymous((2**40, 2**40), "u1")
     with pytest.raises(ValueError, match="too big|too large"):
-        mmarray.shared(f"mmarray-test-big-{os.getpid()}", (2**40, 2**40), "u1", create=True)
+        mmarray.named(f"mmarray-test-big-{os.getpid()}", (2**40, 2**40), "u1", create=True)
     assert os.listdir(tmp_path) == []
 
 
@@ -458,7 +458,7 @@ def test_bug_grow_left_a_grown_file_when_the_new_mapping_failed(tmp_path, monkey
 def test_bug_shared_names_over_255_bytes_raised_os_error():
     for name in ("é" * 200, "日" * 90):  # at most 250 characters, but over 255 bytes
         with pytest.raises(ValueError, match="255 bytes"):
-            mmarray.shared(name, 1, "u1", create=True)
+            mmarray.named(name, 1, "u1", create=True)
         with pytest.raises(ValueError, match="255 bytes"):
             mmarray.unlink(name)
 
@@ -469,7 +469,7 @@ def test_bug_shared_attach_errors_did_not_name_the_object():
         f.write(b"\x00\x01\x01" + bytes(100))  # byte 6 looks like a version
     try:
         with pytest.raises(ValueError, match=f"/dev/shm/{name}: not mmarray shared memory"):
-            mmarray.shared(name)
+            mmarray.named(name)
     finally:
         os.unlink("/dev/shm/" + name)
 

@@ -156,15 +156,15 @@ def op_share(c: Ctx, i: int) -> None:
 
 
 def op_shared(c: Ctx, i: int) -> None:
-    a = mmarray.shared(c.shm_name, 8, "u1", create=True)
+    a = mmarray.named(c.shm_name, 8, "u1", create=True)
     a[3] = i % 200
-    b = mmarray.shared(c.shm_name)
+    b = mmarray.named(c.shm_name)
     mmarray.unlink(c.shm_name)
     assert b[3] == i % 200
 
 
 def op_lock(c: Ctx, i: int) -> None:
-    with mmarray.lock(c.base[: 1 + i % 100], shared=bool(i % 2)):
+    with mmarray.lock(c.base[: 1 + i % 100], exclusive=not i % 2):
         pass
 
 

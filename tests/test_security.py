@@ -160,7 +160,7 @@ def test_writing_a_read_only_file_is_a_permission_error_naming_it(readable, call
 def test_an_exclusive_lock_on_a_read_only_file_is_a_permission_error(readable):
     def lock_it() -> None:
         a = mmarray.open(readable)
-        with mmarray.lock(a, shared=True):  # a read lock needs read permission only
+        with mmarray.lock(a, exclusive=False):  # a read lock needs read permission only
             pass
         with mmarray.lock(a):
             pass
@@ -196,19 +196,19 @@ def shm_name(can_drop) -> Iterator[str]:
 
 
 def test_named_memory_of_another_user_is_a_permission_error_naming_it(shm_name):
-    a = mmarray.shared(shm_name, 4, "i8", create=True)
+    a = mmarray.named(shm_name, 4, "i8", create=True)
     a[:] = 7
     path = "/dev/shm/" + shm_name
     if not ROOT:
         os.chmod(path, 0)
-    assert_permission_error(in_child(lambda: mmarray.shared(shm_name)), path)
+    assert_permission_error(in_child(lambda: mmarray.named(shm_name)), path)
     assert_permission_error(in_child(lambda: mmarray.unlink(shm_name)), path)
-    assert os.path.exists(path) and (mmarray.shared(shm_name) == 7).all()
+    assert os.path.exists(path) and (mmarray.named(shm_name) == 7).all()
 
 
 @pytest.mark.parametrize("umask", [0, 0o022, 0o077])
 def test_named_memory_is_created_0600_whatever_the_umask(shm_name, umask):
-    got = in_child(lambda: mmarray.shared(shm_name, 3, "u1", create=True).shape, umask=umask)
+    got = in_child(lambda: mmarray.named(shm_name, 3, "u1", create=True).shape, umask=umask)
     assert got["ok"], got
     assert stat.S_IMODE(os.stat("/dev/shm/" + shm_name).st_mode) == 0o600
 
@@ -221,9 +221,9 @@ BAD_NAMES = ["..", ".", "", "/", "//x", "x/", "a/b", "../x", "/../x", "a/../b", 
 def test_names_that_could_leave_dev_shm_are_refused(name):
     before = set(os.listdir("/dev/shm"))
     with pytest.raises(ValueError, match="bad shared memory name"):
-        mmarray.shared(name, 1, "u1", create=True)
+        mmarray.named(name, 1, "u1", create=True)
     with pytest.raises(ValueError, match="bad shared memory name"):
-        mmarray.shared(name)
+        mmarray.named(name)
     with pytest.raises(ValueError, match="bad shared memory name"):
         mmarray.unlink(name)
     assert set(os.listdir("/dev/shm")) == before
@@ -235,7 +235,7 @@ def test_bug_shared_attach_followed_a_symlink_planted_in_dev_shm(shm_name, tmp_p
     np.save(victim, np.zeros(4, "u1"))
     os.symlink(victim, "/dev/shm/" + shm_name)
     with pytest.raises(OSError) as ei:
-        mmarray.shared(shm_name)
+        mmarray.named(shm_name)
     assert ei.value.errno == errno.ELOOP
     np.testing.assert_array_equal(np.load(victim), np.zeros(4, "u1"))
 

@@ -54,12 +54,12 @@ def test_timeout_shared_and_disjoint_ranges(tmp_path):
             with mmarray.lock(a[15:30], timeout=0.05):
                 pass
         with pytest.raises(TimeoutError):
-            with mmarray.lock(a[::-1], shared=True, timeout=0):
+            with mmarray.lock(a[::-1], exclusive=False, timeout=0):
                 pass
         with mmarray.lock(a[20:30], timeout=0):  # disjoint: no conflict
             pass
-    with mmarray.lock(a, shared=True):
-        with mmarray.lock(a, shared=True, timeout=0):  # readers share
+    with mmarray.lock(a, exclusive=False):
+        with mmarray.lock(a, exclusive=False, timeout=0):  # readers share
             pass
         with pytest.raises(TimeoutError):
             with mmarray.lock(a[0:1], timeout=0):
@@ -72,7 +72,7 @@ def test_named_and_read_only_arrays(tmp_path):
     import uuid
 
     name = f"mmarray-lock-{uuid.uuid4().hex[:10]}"
-    s = mmarray.shared(name, 8, "f8", create=True)
+    s = mmarray.named(name, 8, "f8", create=True)
     try:
         with mmarray.lock(s[2:4]):
             with pytest.raises(TimeoutError):
@@ -83,7 +83,7 @@ def test_named_and_read_only_arrays(tmp_path):
     path = tmp_path / "r.npy"
     np.save(path, np.zeros(10))
     ro = mmarray.open(path, "r")
-    with mmarray.lock(ro, shared=True):
+    with mmarray.lock(ro, exclusive=False):
         pass
 
 

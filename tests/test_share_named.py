@@ -22,24 +22,24 @@ def name():
 
 
 def test_create_attach_and_header(name):
-    a = mmarray.shared(name, (3, 5), "<f4", create=True)
+    a = mmarray.named(name, (3, 5), "<f4", create=True)
     assert a.flags.writeable and not a.any()
     a[...] = np.arange(15).reshape(3, 5)
-    b = mmarray.shared(name)
+    b = mmarray.named(name)
     assert b.shape == (3, 5) and b.dtype == np.dtype("<f4")
     np.testing.assert_array_equal(a, b)
     b[2, 4] = -1
     assert a[2, 4] == -1
     # the header is a .npy header: numpy reads the object as a file
     np.testing.assert_array_equal(np.load("/dev/shm/" + name), a)
-    assert mmarray.shared("/" + name).shape == (3, 5)  # POSIX-style leading slash
-    assert mmarray.shared(name, (3, 5), "f4").shape == (3, 5)
+    assert mmarray.named("/" + name).shape == (3, 5)  # POSIX-style leading slash
+    assert mmarray.named(name, (3, 5), "f4").shape == (3, 5)
 
 
 def test_permissions_are_0600(name):
     old = os.umask(0)
     try:
-        mmarray.shared(name, 10, "u1", create=True)
+        mmarray.named(name, 10, "u1", create=True)
     finally:
         os.umask(old)
     assert os.stat("/dev/shm/" + name).st_mode & 0o777 == 0o600
@@ -47,19 +47,19 @@ def test_permissions_are_0600(name):
 
 def test_errors(name):
     with pytest.raises(FileNotFoundError):
-        mmarray.shared(name)
+        mmarray.named(name)
     with pytest.raises(TypeError, match="shape and dtype"):
-        mmarray.shared(name, create=True)
-    mmarray.shared(name, 4, "i2", create=True)
+        mmarray.named(name, create=True)
+    mmarray.named(name, 4, "i2", create=True)
     with pytest.raises(FileExistsError):
-        mmarray.shared(name, 4, "i2", create=True)
+        mmarray.named(name, 4, "i2", create=True)
     with pytest.raises(ValueError, match="shape"):
-        mmarray.shared(name, (5,))
+        mmarray.named(name, (5,))
     with pytest.raises(ValueError, match="dtype"):
-        mmarray.shared(name, dtype="f8")
+        mmarray.named(name, dtype="f8")
     for bad in ("", "a/b", "..", "x" * 300, "a\0b"):
         with pytest.raises(ValueError, match="name"):
-            mmarray.shared(bad, 1, "u1", create=True)
+            mmarray.named(bad, 1, "u1", create=True)
     with pytest.raises(TypeError):
         mmarray.unlink(3)
     mmarray.unlink(name)
@@ -68,7 +68,7 @@ def test_errors(name):
 
 
 def test_unlink_keeps_existing_mappings(name):
-    a = mmarray.shared(name, 100, "i8", create=True)
+    a = mmarray.named(name, 100, "i8", create=True)
     a[:] = 5
     mmarray.unlink(name)
     assert not os.path.exists("/dev/shm/" + name)
@@ -77,7 +77,7 @@ def test_unlink_keeps_existing_mappings(name):
 
 
 def test_shared_memory_interop(name):
-    a = mmarray.shared(name, (4, 4), "i4", create=True)
+    a = mmarray.named(name, (4, 4), "i4", create=True)
     shm = shared_memory.SharedMemory(name)
     try:
         # keep SharedMemory's resource tracker from unlinking our object (Python < 3.13)
@@ -95,21 +95,21 @@ def test_shared_memory_interop(name):
     other = shared_memory.SharedMemory(create=True, size=4096)
     try:
         with pytest.raises(ValueError):
-            mmarray.shared(other.name)
+            mmarray.named(other.name)
     finally:
         other.close()
         other.unlink()
 
 
 def _attach_and_write(n, q):
-    b = mmarray.shared(n)
+    b = mmarray.named(n)
     b[0] = 123
     q.put((b.shape, str(b.dtype)))
 
 
 @pytest.mark.parametrize("method", ["spawn"])
 def test_attach_by_name_in_another_process(name, method):
-    a = mmarray.shared(name, (6, 2), "u2", create=True)
+    a = mmarray.named(name, (6, 2), "u2", create=True)
     ctx = mp.get_context(method)
     q = ctx.Queue()
     p = ctx.Process(target=_attach_and_write, args=(name, q))
@@ -124,6 +124,6 @@ def test_too_big_for_dev_shm_fails_at_creation(name):
     import errno
 
     with pytest.raises(OSError) as ei:
-        mmarray.shared(name, 10**14, "u1", create=True)
+        mmarray.named(name, 10**14, "u1", create=True)
     assert ei.value.errno in (errno.ENOSPC, errno.EFBIG)
     assert not os.path.exists("/dev/shm/" + name)  # nothing left behind
