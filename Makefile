@@ -82,7 +82,7 @@ scaling: build  ## median time and speedup for 1, 2, 4, 8, 16 workers (as many a
 
 # CI runs the fuzz with a fixed seed (.ci/run), so that a red build is reproducible;
 # this target draws a new seed each time and prints it with any failure.
-fuzz: build  ## the API fuzz (tests/fuzz_api.py): 40,000 cases from a new random seed
+fuzz: build  ## the API fuzz (tests/fuzz/): 40,000 cases from a new random seed
 	env -u MMARRAY_FUZZ_SEED MMARRAY_FUZZ_CASES=40000 $(PYTEST) -q -p no:cacheprovider tests/test_fuzz.py -k every
 
 # The whole suite, the tests marked slow included (about 4 min on 2 cores); the leak

@@ -1,4 +1,4 @@
-"""The hypothesis fuzz of every public function (tests/fuzz_api.py), run in child processes.
+"""The hypothesis fuzz of every public function (tests/fuzz/), run in child processes.
 
 A crash (a signal), a hang (the timeout) or a wrong answer in a child fails the test
 instead of killing pytest. The children run under resource limits (address space, file
@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-FUZZ = pathlib.Path(__file__).with_name("fuzz_api.py")
+FUZZ = pathlib.Path(__file__).with_name("fuzz")  # a package: python tests/fuzz runs it
 CASES = int(os.environ.get("MMARRAY_FUZZ_CASES", "10000"))
 SHARDS = 2  # one process per core of the development machine
 TIMEOUT = 600  # seconds for each child: a hang fails the test
