@@ -341,7 +341,7 @@ def t_memmap(content, how, dtype, mode, offset, shape, order):
                 "memmap",
                 lambda: mmarray.memmap(
                     memmap_arg(p_mm, how, files), dtype=dtype, mode=mode, offset=offset, shape=shape
-                ),  # fmt: skip
+                ),
             )
             assert not ok and isinstance(res, (ValueError, TypeError, OSError)), res
             return
@@ -355,7 +355,7 @@ def t_memmap(content, how, dtype, mode, offset, shape, order):
                     offset=offset,
                     shape=shape,
                     order=order,
-                )  # fmt: skip
+                )
             )
             ok, res = attempt(
                 "memmap",
@@ -366,7 +366,7 @@ def t_memmap(content, how, dtype, mode, offset, shape, order):
                     offset=offset,
                     shape=shape,
                     order=order,
-                ),  # fmt: skip
+                ),
             )
         case = (dtype, how, mode, offset, shape, content)
         compare_memmaps((ok, res), (ref_ok, ref), case, (p_np, p_mm))
