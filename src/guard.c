@@ -180,60 +180,64 @@ mm_guarded(void (*fn)(void *), void *arg, const void *lo, const void *hi, void *
     return 0;
 }
 
+/* Where a SIGBUS at byte off of region (file offset foff) happened, for the message. */
+static PyObject *
+fault_place(const mm_region *region, const char *verb, long long off, long long foff)
+{
+    PyObject *where;
+
+    if (region->anonymous)
+        where = PyUnicode_FromFormat("SIGBUS %s byte %lld of anonymous shared memory", verb, off);
+    else if (region->offset == 0)
+        where = PyUnicode_FromFormat("SIGBUS %s file offset %lld", verb, foff);
+    else
+        where = PyUnicode_FromFormat("SIGBUS %s file offset %lld (byte %lld of the region)", verb,
+                                     foff, off);
+    return where;
+}
+
 void
 mm_set_fault_error(PyObject *region, const void *addr, int write)
 {
-    const char *verb = write ? "writing" : "reading";
-    const mm_region *r = (const mm_region *)region;
-    PyObject *name = Py_None, *where = NULL, *msg = NULL, *exc = NULL;
+    const char *verb = write ? "writing" : "reading", *at = addr;
+    const mm_region *reg = (const mm_region *)region;
+    PyObject *where = NULL;
     long long off, foff;
     struct stat st;
 
-    if (r == NULL || r->map_base == NULL || (const char *)addr < r->map_base ||
-        (const char *)addr >= r->map_base + r->map_len) {
-        msg = PyUnicode_FromFormat("SIGBUS %s mapped memory at address %p: the file under "
-                                   "the mapping is shorter than the mapping (truncated by "
-                                   "another process?) or the page could not be read",
-                                   verb, addr);
-        goto set_error;
+    if (reg == NULL || reg->map_base == NULL || at < reg->map_base ||
+        at >= reg->map_base + reg->map_len) {
+        mm_set_oserror_fmt(EFAULT, NULL,
+                           "SIGBUS %s mapped memory at address %p: the file under the mapping "
+                           "is shorter than the mapping (truncated by another process?) or the "
+                           "page could not be read",
+                           verb, addr);
+        goto done;
     }
-    name = r->name;
     /* A page-rounded fault address before the first byte counts as that byte. */
-    off = (const char *)addr < r->data ? 0 : (long long)((const char *)addr - r->data);
-    foff = r->offset + off;
-    if (r->anonymous)
-        where = PyUnicode_FromFormat("SIGBUS %s byte %lld of anonymous shared memory", verb, off);
-    else if (r->offset == 0)
-        where = PyUnicode_FromFormat("SIGBUS %s file offset %lld", verb, foff);
-    else
-        where = PyUnicode_FromFormat("SIGBUS %s file offset %lld (byte %lld of the region)",
-                                     verb, foff, off);
+    off = at < reg->data ? 0 : (long long)(at - reg->data);
+    foff = reg->offset + off;
+    where = fault_place(reg, verb, off, foff);
     if (where == NULL)
         goto done;
-    if (r->anonymous)
-        msg = PyUnicode_FromFormat("%U: its memory file was truncated (by another process?)",
-                                   where);
-    else if (r->fd >= 0 && fstat(r->fd, &st) == 0 && (long long)st.st_size <= foff)
-        msg = PyUnicode_FromFormat("%U: the file has %lld bytes, fewer than its mapping "
-                                   "(truncated by another process?)",
-                                   where, (long long)st.st_size);
-    else if (r->fd >= 0)
-        msg = PyUnicode_FromFormat("%U: the page could not be read or allocated (an I/O "
-                                   "error, or a full disk under a sparse file?)", where);
+    if (reg->anonymous)
+        mm_set_oserror_fmt(EFAULT, reg->name,
+                           "%U: its memory file was truncated (by another process?)", where);
+    else if (reg->fd >= 0 && fstat(reg->fd, &st) == 0 && (long long)st.st_size <= foff)
+        mm_set_oserror_fmt(EFAULT, reg->name,
+                           "%U: the file has %lld bytes, fewer than its mapping (truncated by "
+                           "another process?)",
+                           where, (long long)st.st_size);
+    else if (reg->fd >= 0)
+        mm_set_oserror_fmt(EFAULT, reg->name,
+                           "%U: the page could not be read or allocated (an I/O error, or a "
+                           "full disk under a sparse file?)",
+                           where);
     else
-        msg = PyUnicode_FromFormat("%U: the file is shorter than its mapping (truncated by "
-                                   "another process?) or the page could not be read", where);
-set_error:
-    if (msg == NULL)
-        goto done;
-    if (name != Py_None)
-        exc = PyObject_CallFunction(PyExc_OSError, "iOO", EFAULT, msg, name);
-    else
-        exc = PyObject_CallFunction(PyExc_OSError, "iO", EFAULT, msg);
-    if (exc != NULL)
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        mm_set_oserror_fmt(EFAULT, reg->name,
+                           "%U: the file is shorter than its mapping (truncated by another "
+                           "process?) or the page could not be read",
+                           where);
 done:
-    Py_XDECREF(exc);
-    Py_XDECREF(msg);
     Py_XDECREF(where);
 }

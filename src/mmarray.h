@@ -43,7 +43,11 @@ int mm_region_check(PyObject *module, PyObject *obj);
 /* ---- helpers (util.c) ---------------------------------------------------- */
 
 size_t mm_page_size(void);
-/* Sets OSError from the errno value err, naming the syscall and the path (may be NULL). */
+/* Sets OSError (the subclass errno err selects) with the message PyUnicode_FromFormat
+ * makes of format and the path as its filename (path NULL or None: none). */
+void mm_set_oserror_fmt(int err, PyObject *path, const char *format, ...);
+/* Sets OSError from the errno value err, "syscall: <strerror>", naming the path (may
+ * be NULL). */
 void mm_set_oserror(int err, const char *syscall, PyObject *path);
 
 /* ---- SIGBUS guards (guard.c) --------------------------------------------- */

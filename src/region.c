@@ -20,21 +20,6 @@
 /* The buffer handed out for zero-length regions: never written, never read. */
 static char mm_empty[1];
 
-static PyObject *
-set_oserror_msg(int err, const char *msg, PyObject *path)
-{
-    PyObject *exc = NULL;
-    if (path != NULL && path != Py_None)
-        exc = PyObject_CallFunction(PyExc_OSError, "isO", err, msg, path);
-    else
-        exc = PyObject_CallFunction(PyExc_OSError, "is", err, msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
-
 /* Sets ValueError from a printf-style message, followed by ": <name>" when the region
  * has a name (path). */
 static void
@@ -141,7 +126,7 @@ region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, in
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
-        set_oserror_msg(EISDIR, "cannot map a directory", name);
+        mm_set_oserror_fmt(EISDIR, name, "cannot map a directory");
         goto fail;
     }
     if (S_ISREG(st.st_mode)) {
@@ -174,11 +159,10 @@ region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, in
     }
     acc &= O_ACCMODE;
     if (acc == O_WRONLY || (access == MM_ACCESS_WRITE && shared && acc != O_RDWR)) {
-        set_oserror_msg(EACCES,
-                        access == MM_ACCESS_WRITE && shared
-                            ? "access 'w' needs a descriptor open for reading and writing"
-                            : "mapping needs a descriptor open for reading",
-                        name);
+        mm_set_oserror_fmt(EACCES, name, "%s",
+                           access == MM_ACCESS_WRITE && shared
+                               ? "access 'w' needs a descriptor open for reading and writing"
+                               : "mapping needs a descriptor open for reading");
         goto fail;
     }
 
@@ -245,7 +229,7 @@ region_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto done;
     }
     if (fd < 0) {
-        set_oserror_msg(EBADF, "fileno must be an open file descriptor", name);
+        mm_set_oserror_fmt(EBADF, name, "fileno must be an open file descriptor");
         goto done;
     }
     normalise_mode(&access, &shared);

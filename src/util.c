@@ -1,12 +1,14 @@
-/* Small helpers shared by the C files: page size, errors naming the syscall. */
+/* Small helpers shared by the C files: page size, OSError naming the syscall or cause. */
 #include "mmarray.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-size_t mm_page_size(void)
+size_t
+mm_page_size(void)
 {
     static size_t page = 0;
     if (page == 0) {
@@ -21,37 +23,44 @@ size_t mm_page_size(void)
 static const char *
 errno_text(int err, char *buf, size_t len)
 {
+    const char *text = buf;
 #if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, buf, len); /* GNU form: the message, in buf or static */
+    text = strerror_r(err, buf, len); /* GNU form: the message, in buf or static */
 #else
     if (strerror_r(err, buf, len) != 0)
         snprintf(buf, len, "error %d", err);
-    return buf;
 #endif
+    return text;
 }
 
-void mm_set_oserror(int err, const char *syscall, PyObject *path)
+void
+mm_set_oserror_fmt(int err, PyObject *path, const char *format, ...)
 {
-    PyObject *args = NULL;
-    PyObject *exc = NULL;
-    PyObject *msg = NULL;
-    char buf[128];
+    PyObject *msg = NULL, *exc = NULL;
+    va_list ap;
 
-    msg = PyUnicode_FromFormat("%s: %s", syscall, errno_text(err, buf, sizeof(buf)));
+    va_start(ap, format);
+    msg = PyUnicode_FromFormatV(format, ap);
+    va_end(ap);
     if (msg == NULL)
         goto done;
+    /* Calling the class, not PyErr_SetFromErrno: OSError(errno, ...) picks the subclass
+     * (FileNotFoundError, PermissionError, ...) and the path becomes its filename. */
     if (path != NULL && path != Py_None)
-        args = Py_BuildValue("(iOO)", err, msg, path);
+        exc = PyObject_CallFunction(PyExc_OSError, "iOO", err, msg, path);
     else
-        args = Py_BuildValue("(iO)", err, msg);
-    if (args == NULL)
-        goto done;
-    exc = PyObject_Call(PyExc_OSError, args, NULL);
+        exc = PyObject_CallFunction(PyExc_OSError, "iO", err, msg);
     if (exc == NULL)
         goto done;
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
 done:
     Py_XDECREF(exc);
-    Py_XDECREF(args);
     Py_XDECREF(msg);
+}
+
+void
+mm_set_oserror(int err, const char *syscall, PyObject *path)
+{
+    char buf[128];
+    mm_set_oserror_fmt(err, path, "%s: %s", syscall, errno_text(err, buf, sizeof(buf)));
 }
