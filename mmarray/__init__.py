@@ -4,6 +4,7 @@ Map raw and ``.npy`` files (or anonymous memory) and get plain numpy arrays at
 once: no parsing, no copy, pages loaded on first touch.
 """
 
+from . import _core, _pages
 from ._api import Region, anonymous, create, open, region
 from ._core import PAGESIZE
 from ._lock import lock
@@ -68,3 +69,4 @@ __all__ = [
 ]
 
 _install_reducer()  # arrays sent through multiprocessing travel by reference
+_core._set_repr_html(_pages.region_html)  # Region._repr_html_ draws the resident pages

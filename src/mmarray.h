@@ -10,6 +10,18 @@
 /* Most threads a kernel starts (workers= above this is clamped); _core.MAX_WORKERS. */
 #define MM_MAX_WORKERS 256
 
+/* ---- the module (module.c) ----------------------------------------------- */
+
+/* Per-module state: created, traversed and cleared by module.c. */
+typedef struct {
+    PyTypeObject *region_type;
+    PyObject *repr_html; /* Region._repr_html_'s drawing function, or NULL (_set_repr_html) */
+} mm_state;
+
+/* The state of the module whose heap type type is (or derives from), or NULL with
+ * TypeError set. */
+mm_state *mm_state_of_type(PyTypeObject *type);
+
 /* ---- Region (region.c) ------------------------------------------------- */
 
 typedef enum { MM_ACCESS_READ = 'r', MM_ACCESS_WRITE = 'w', MM_ACCESS_COPY = 'c' } mm_access;
@@ -31,12 +43,9 @@ typedef struct {
     PyObject *weakreflist;
 } mm_region;
 
-/* Per-module state. */
-typedef struct {
-    PyTypeObject *region_type;
-} mm_state;
-
-int mm_region_add_type(PyObject *module);
+/* Adds the Region type, ndarray() and _set_repr_html() to the module. */
+int mm_region_add(PyObject *module);
+/* 1 if obj is a Region of this module, else 0. */
 int mm_region_check(PyObject *module, PyObject *obj);
 
 

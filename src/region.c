@@ -8,6 +8,10 @@
  */
 #include "mmarray.h"
 
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL MMARRAY_ARRAY_API
+#include <numpy/arrayobject.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <structmember.h>
@@ -476,18 +480,19 @@ region_fileno(mm_region *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(self->fd);
 }
 
-/* Jupyter's rich repr: the one-line repr plus a picture of the resident pages, drawn by
- * mmarray._pages.region_html (Python does presentation). */
+/* Jupyter's rich repr: what the function the Python layer set with _set_repr_html
+ * draws (the one-line repr and a picture of the resident pages), or None while none is
+ * set (Jupyter then shows the plain repr).  The C core does no presentation. */
 static PyObject *
 region_repr_html(mm_region *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *mod = NULL, *res = NULL;
-    mod = PyImport_ImportModule("mmarray._pages");
-    if (mod == NULL)
-        goto done;
-    res = PyObject_CallMethod(mod, "region_html", "O", (PyObject *)self);
-done:
-    Py_XDECREF(mod);
+    mm_state *st = mm_state_of_type(Py_TYPE(self));
+    PyObject *res = NULL;
+
+    if (st != NULL && st->repr_html != NULL)
+        res = PyObject_CallOneArg(st->repr_html, (PyObject *)self);
+    else if (st != NULL)
+        res = Py_NewRef(Py_None);
     return res;
 }
 
@@ -624,8 +629,167 @@ static PyType_Spec region_spec = {
     .slots = region_slots,
 };
 
+/* ---- arrays over a region ------------------------------------------------ */
+
+/* The byte size of an array of shape with items of itemsize bytes, checked: no
+ * negative dimension, no overflow.  Returns 0, or -1 with ValueError set. */
+static int
+shape_nbytes(const PyArray_Dims *shape, Py_ssize_t itemsize, Py_ssize_t *nbytes)
+{
+    int i, rc = -1;
+
+    *nbytes = itemsize;
+    for (i = 0; i < shape->len; i++) {
+        if (shape->ptr[i] < 0) {
+            PyErr_Format(PyExc_ValueError, "negative dimension %zd in shape", (Py_ssize_t)shape->ptr[i]);
+            goto done;
+        }
+    }
+    for (i = 0; i < shape->len; i++) {
+        if (shape->ptr[i] == 0) {
+            *nbytes = 0;
+            break;
+        }
+        if (*nbytes > PY_SSIZE_T_MAX / shape->ptr[i]) {
+            PyErr_SetString(PyExc_ValueError, "array is too big: the shape's byte size overflows");
+            goto done;
+        }
+        *nbytes *= shape->ptr[i];
+    }
+    rc = 0;
+done:
+    return rc;
+}
+
+/* The array type ndarray() makes: numpy.ndarray for None, else a subclass of it. */
+static int
+array_subtype(PyObject *subtype, PyTypeObject **type)
+{
+    int rc = 0;
+
+    if (subtype == Py_None)
+        *type = &PyArray_Type;
+    else if (PyType_Check(subtype) && PyType_IsSubtype((PyTypeObject *)subtype, &PyArray_Type))
+        *type = (PyTypeObject *)subtype;
+    else {
+        PyErr_SetString(PyExc_TypeError, "subtype must be a subclass of numpy.ndarray");
+        rc = -1;
+    }
+    return rc;
+}
+
+/* The ndarray of type over the region's bytes from offset, based on a memoryview of
+ * the region (a real export).  Steals descr. */
+static PyObject *
+array_over(PyObject *region, PyTypeObject *type, PyArray_Descr *descr, const PyArray_Dims *shape,
+           Py_ssize_t offset, int fortran)
+{
+    const mm_region *r = (const mm_region *)region;
+    PyObject *mview = NULL, *arr = NULL;
+    int flags;
+
+    mview = PyMemoryView_FromObject(region); /* takes the export; fails on a closed region */
+    if (mview == NULL)
+        goto fail;
+    flags = (fortran ? NPY_ARRAY_F_CONTIGUOUS : 0) |
+            (r->access == MM_ACCESS_READ ? 0 : NPY_ARRAY_WRITEABLE);
+    arr = PyArray_NewFromDescr(type, descr, shape->len, shape->ptr, NULL, r->data + offset, flags,
+                               NULL);
+    descr = NULL; /* stolen */
+    if (arr == NULL)
+        goto fail;
+    if (PyArray_SetBaseObject((PyArrayObject *)arr, mview) < 0) {
+        mview = NULL; /* stolen even on failure */
+        goto fail;
+    }
+    goto done;
+fail:
+    Py_XDECREF(descr);
+    Py_CLEAR(arr);
+    Py_XDECREF(mview);
+done:
+    return arr;
+}
+
+/* ndarray(region, dtype, shape, offset=0, fortran=False, subtype=None)
+ *
+ * A numpy array (or subtype instance) over region's bytes starting at offset.  The
+ * array's base is a memoryview of the region, so it holds a real export: the region
+ * cannot be unmapped while the array (or any view of it) is alive. */
+static PyObject *
+region_ndarray(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"region", "dtype", "shape", "offset", "fortran", "subtype", NULL};
+    PyObject *region = NULL, *dtype_obj = NULL, *shape_obj = NULL, *subtype = Py_None;
+    PyObject *arr = NULL;
+    PyArray_Descr *descr = NULL;
+    PyArray_Dims shape = {NULL, 0};
+    Py_ssize_t offset = 0, nbytes, size;
+    PyTypeObject *type;
+    int fortran = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|npO:ndarray", kwlist, &region, &dtype_obj,
+                                     &shape_obj, &offset, &fortran, &subtype))
+        goto done;
+    if (!mm_region_check(module, region)) {
+        PyErr_Format(PyExc_TypeError, "expected a Region, got %.100s", Py_TYPE(region)->tp_name);
+        goto done;
+    }
+    if (array_subtype(subtype, &type) < 0 || !PyArray_DescrConverter(dtype_obj, &descr))
+        goto done;
+    if (PyDataType_REFCHK(descr)) {
+        PyErr_SetString(PyExc_TypeError, "cannot map arrays of Python objects (dtype with object fields)");
+        goto done;
+    }
+    if (!PyArray_IntpConverter(shape_obj, &shape) ||
+        shape_nbytes(&shape, PyDataType_ELSIZE(descr), &nbytes) < 0)
+        goto done;
+    size = ((mm_region *)region)->size;
+    if (offset < 0 || offset > size || size - offset < nbytes) {
+        PyErr_Format(PyExc_ValueError,
+                     "an array of %zd bytes at offset %zd does not fit in a region of %zd bytes",
+                     nbytes, offset, size);
+        goto done;
+    }
+    arr = array_over(region, type, descr, &shape, offset, fortran);
+    descr = NULL; /* stolen */
+done:
+    PyDimMem_FREE(shape.ptr);
+    Py_XDECREF(descr);
+    return arr;
+}
+
+/* _set_repr_html(func): func(region) draws Region._repr_html_ from now on (None: no
+ * rich repr).  Returns the function set before, or None. */
+static PyObject *
+region_set_repr_html(PyObject *module, PyObject *func)
+{
+    mm_state *st = PyModule_GetState(module);
+    PyObject *res = NULL;
+
+    if (func != Py_None && !PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "_set_repr_html needs a callable or None, not %.100s",
+                     Py_TYPE(func)->tp_name);
+        goto done;
+    }
+    res = st->repr_html != NULL ? st->repr_html : Py_NewRef(Py_None); /* takes its reference */
+    st->repr_html = func != Py_None ? Py_NewRef(func) : NULL;
+done:
+    return res;
+}
+
+static PyMethodDef region_functions[] = {
+    {"ndarray", (PyCFunction)(void (*)(void))region_ndarray, METH_VARARGS | METH_KEYWORDS,
+     "ndarray(region, dtype, shape, offset=0, fortran=False, subtype=None)\n--\n\n"
+     "A numpy array over region's bytes that holds an export of the region."},
+    {"_set_repr_html", region_set_repr_html, METH_O,
+     "_set_repr_html(func, /)\n--\n\n"
+     "Make Region._repr_html_ return func(region) (None: return None); returns the previous func."},
+    {NULL, NULL, 0, NULL},
+};
+
 int
-mm_region_add_type(PyObject *module)
+mm_region_add(PyObject *module)
 {
     mm_state *st = PyModule_GetState(module);
     PyObject *tp = PyType_FromModuleAndSpec(module, &region_spec, NULL);
@@ -634,6 +798,8 @@ mm_region_add_type(PyObject *module)
         goto done;
     st->region_type = (PyTypeObject *)tp;
     if (PyModule_AddObjectRef(module, "Region", tp) < 0)
+        goto done;
+    if (PyModule_AddFunctions(module, region_functions) < 0)
         goto done;
     rc = 0;
 done:

@@ -326,3 +326,31 @@ def test_mmap_peer_agrees(raw_file):
         with Region.open(raw_file, 300, PAGESIZE + 11) as r:
             assert bytes(memoryview(r)) == m[PAGESIZE + 11 : PAGESIZE + 311]
         m.close()
+
+
+def test_repr_html_calls_the_hook_the_python_layer_set():
+    # The C core draws nothing and imports nothing: Region._repr_html_ returns what the
+    # function set with _set_repr_html returns, and None (plain repr) while none is set.
+    from mmarray import _core
+
+    seen = []
+
+    def stand_in(reg):
+        seen.append(reg)
+        return "<b>stand-in</b>"
+
+    r = Region.anonymous(PAGESIZE)
+    previous = _core._set_repr_html(stand_in)
+    try:
+        assert callable(previous)  # mmarray's own drawing, set at import
+        assert r._repr_html_() == "<b>stand-in</b>"
+        assert seen == [r]
+        assert _core._set_repr_html(None) is stand_in
+        assert r._repr_html_() is None
+        with pytest.raises(TypeError, match="callable or None"):
+            _core._set_repr_html(42)
+        assert r._repr_html_() is None  # a refused value leaves the hook as it was
+    finally:
+        _core._set_repr_html(previous)
+    assert "<svg" in r._repr_html_()
+    r.close()
