@@ -43,6 +43,7 @@ struct mm_guard {
     sigjmp_buf env;
     const char *lo, *hi;        /* faults at addresses in [lo, hi) are caught */
     void *volatile fault;       /* si_addr of the caught fault */
+    volatile int caught;        /* the handler jumped back: a fault was caught */
     mm_guard *outer;            /* the guard this one nests in, or NULL */
 };
 
@@ -80,6 +81,7 @@ mm_guard_handler(int sig, siginfo_t *si, void *uc)
 
     if (g != NULL && si != NULL && si->si_code > 0 && addr >= g->lo && addr < g->hi) {
         g->fault = si->si_addr;
+        g->caught = 1;
         mm_guard_cur = g->outer; /* disarmed before the jump */
         siglongjmp(g->env, 1);
     }
@@ -165,19 +167,19 @@ mm_guarded(void (*fn)(void *), void *arg, const void *lo, const void *hi, void *
     g.lo = lo;
     g.hi = hi;
     g.fault = NULL;
+    g.caught = 0;
     g.outer = mm_guard_cur;
-    *fault = NULL;
-    if (sigsetjmp(g.env, 1) != 0) {
-        /* The handler jumped here (and disarmed g): g.fault is volatile, so valid. */
-        *fault = g.fault;
-        return -1;
+    if (sigsetjmp(g.env, 1) == 0) {
+        mm_guard_cur = &g;
+        atomic_signal_fence(memory_order_seq_cst);
+        fn(arg);
+        atomic_signal_fence(memory_order_seq_cst);
+        mm_guard_cur = g.outer;
     }
-    mm_guard_cur = &g;
-    atomic_signal_fence(memory_order_seq_cst);
-    fn(arg);
-    atomic_signal_fence(memory_order_seq_cst);
-    mm_guard_cur = g.outer;
-    return 0;
+    /* After a fault the handler has disarmed g and jumped back to the sigsetjmp with
+     * g.caught and g.fault set (volatile, so valid here). */
+    *fault = g.fault;
+    return g.caught ? -1 : 0;
 }
 
 /* Where a SIGBUS at byte off of region (file offset foff) happened, for the message. */

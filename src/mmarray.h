@@ -22,7 +22,7 @@ typedef struct {
  * TypeError set. */
 mm_state *mm_state_of_type(PyTypeObject *type);
 
-/* ---- Region (region.c) ------------------------------------------------- */
+/* ---- Region (region.c, mapping in map.c) ---------------------------------- */
 
 typedef enum { MM_ACCESS_READ = 'r', MM_ACCESS_WRITE = 'w', MM_ACCESS_COPY = 'c' } mm_access;
 
@@ -34,7 +34,7 @@ typedef struct {
     Py_ssize_t size;      /* requested bytes */
     long long offset;     /* file offset of data (0 for anonymous memory) */
     int fd;               /* owned descriptor, -1 for anonymous memory or after close */
-    int access;           /* mm_access */
+    mm_access access;     /* 'r', 'w' or 'c' */
     int shared;           /* MAP_SHARED (1) or MAP_PRIVATE (0) */
     int anonymous;        /* made by Region.anonymous (memfd or MAP_ANONYMOUS) */
     int closed;           /* close() was called: no new exports, unmap at last release */
@@ -48,6 +48,16 @@ int mm_region_add(PyObject *module);
 /* 1 if obj is a Region of this module, else 0. */
 int mm_region_check(PyObject *module, PyObject *obj);
 
+/* map.c: fills a fresh region (fd -1, nothing mapped) with its mapping.  Each returns
+ * 0, or -1 with an exception set (the caller then drops the region, which unmaps and
+ * closes what it holds).  mm_map_file takes over fd, which it stores in the region
+ * first; length < 0 means "to the end of the file"; check_fd: the descriptor came
+ * from the caller, so its open mode must be checked. */
+int mm_map_file(mm_region *region, int fd, long long length, long long offset,
+                mm_access access, int shared, int check_fd);
+int mm_map_anonymous(mm_region *region, long long length, int shared);
+/* OverflowError unless a mapping of length bytes (plus a page) fits a Py_ssize_t. */
+int mm_map_check_length(long long length);
 
 /* ---- helpers (util.c) ---------------------------------------------------- */
 

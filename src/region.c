@@ -13,39 +13,14 @@
 #include <numpy/arrayobject.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <structmember.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-/* The buffer handed out for zero-length regions: never written, never read. */
-static char mm_empty[1];
-
-/* Sets ValueError from a printf-style message, followed by ": <name>" when the region
- * has a name (path). */
-static void
-set_value_error_at(PyObject *name, const char *fmt, ...)
-{
-    va_list ap;
-    PyObject *msg;
-
-    va_start(ap, fmt);
-    msg = PyUnicode_FromFormatV(fmt, ap);
-    va_end(ap);
-    if (msg == NULL)
-        return;
-    if (name != NULL && name != Py_None)
-        PyErr_Format(PyExc_ValueError, "%U: %R", msg, name);
-    else
-        PyErr_SetObject(PyExc_ValueError, msg);
-    Py_DECREF(msg);
-}
-
 static int
-parse_access(PyObject *obj, int *access)
+parse_access(PyObject *obj, mm_access *access)
 {
     const char *s;
     int ok = 0;
@@ -73,6 +48,38 @@ done:
     return ok;
 }
 
+static int
+check_length(long long length)
+{
+    int rc = 0;
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* The access= and length arguments of Region() and Region.open(), checked, with the
+ * mode normalised: 'c' is private, and 'w' on a private mapping means 'c'.  Returns 1,
+ * or 0 with an exception set. */
+static int
+parse_mode(PyObject *access_obj, long long length, mm_access *access, int *shared)
+{
+    int ok = 0;
+
+    if (access_obj != NULL && !parse_access(access_obj, access))
+        goto done;
+    if (check_length(length) < 0)
+        goto done;
+    if (*access == MM_ACCESS_COPY)
+        *shared = 0;
+    else if (*access == MM_ACCESS_WRITE && !*shared)
+        *access = MM_ACCESS_COPY;
+    ok = 1;
+done:
+    return ok;
+}
+
 /* Unmaps and closes what the region still holds. Safe on a half-built region. */
 static void
 region_release_resources(mm_region *self)
@@ -90,12 +97,12 @@ region_release_resources(mm_region *self)
 }
 
 static mm_region *
-region_alloc(PyTypeObject *type)
+region_alloc(PyTypeObject *type, PyObject *name)
 {
     mm_region *self = (mm_region *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->fd = -1;
-        self->name = Py_NewRef(Py_None);
+        self->name = Py_NewRef(name);
     }
     return self;
 }
@@ -103,122 +110,24 @@ region_alloc(PyTypeObject *type)
 /* Maps [offset, offset + length) of the descriptor fd, which the region takes over
  * (it is closed on failure too).  length < 0 means "to the end of the file". */
 static PyObject *
-region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, int access,
+region_map_fd(PyTypeObject *type, int fd, long long length, long long offset, mm_access access,
               int shared, PyObject *name, int check_fd)
 {
-    mm_region *self = NULL;
-    struct stat st;
-    size_t page = mm_page_size();
-    size_t delta;
-    int flags, prot, acc, err;
-    void *p;
+    mm_region *self = region_alloc(type, name);
 
-    self = region_alloc(type);
-    if (self == NULL) {
+    if (self == NULL)
         close(fd);
-        goto fail;
-    }
-    self->fd = fd;
-    Py_SETREF(self->name, Py_NewRef(name));
-
-    if (offset < 0) {
-        PyErr_Format(PyExc_ValueError, "offset must be non-negative, got %lld", offset);
-        goto fail;
-    }
-    if (fstat(fd, &st) != 0) {
-        mm_set_oserror(errno, "fstat", name);
-        goto fail;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        mm_set_oserror_fmt(EISDIR, name, "cannot map a directory");
-        goto fail;
-    }
-    if (S_ISREG(st.st_mode)) {
-        long long fsize = (long long)st.st_size;
-        if (offset > fsize) {
-            set_value_error_at(name, "offset %lld is past the end of the file (%lld bytes)",
-                               offset, fsize);
-            goto fail;
-        }
-        if (length < 0)
-            length = fsize - offset;
-        else if (fsize - offset < length) {
-            /* the sum in unsigned arithmetic: both are non-negative, it cannot overflow */
-            set_value_error_at(name, "%lld bytes at offset %lld need a file of %llu bytes, but it has %lld",
-                               length, offset, (unsigned long long)offset + (unsigned long long)length,
-                               fsize);
-            goto fail;
-        }
-    }
-    else if (length < 0) {
-        set_value_error_at(name, "length is required when mapping something that is not a regular file");
-        goto fail;
-    }
-
-    /* A descriptor we opened ourselves has the right mode: skip the syscall. */
-    acc = check_fd ? fcntl(fd, F_GETFL) : (access == MM_ACCESS_WRITE ? O_RDWR : O_RDONLY);
-    if (acc == -1) {
-        mm_set_oserror(errno, "fcntl", name);
-        goto fail;
-    }
-    acc &= O_ACCMODE;
-    if (acc == O_WRONLY || (access == MM_ACCESS_WRITE && shared && acc != O_RDWR)) {
-        mm_set_oserror_fmt(EACCES, name, "%s",
-                           access == MM_ACCESS_WRITE && shared
-                               ? "access 'w' needs a descriptor open for reading and writing"
-                               : "mapping needs a descriptor open for reading");
-        goto fail;
-    }
-
-    self->access = access;
-    self->shared = shared;
-    self->offset = offset;
-    if ((unsigned long long)length > (unsigned long long)PY_SSIZE_T_MAX - page) {
-        PyErr_Format(PyExc_OverflowError, "length %lld is too large to map", length);
-        goto fail;
-    }
-    self->size = (Py_ssize_t)length;
-    if (length == 0) {
-        self->data = mm_empty;
-        goto done;
-    }
-    delta = (size_t)(offset % (long long)page);
-    prot = PROT_READ | (access == MM_ACCESS_READ ? 0 : PROT_WRITE);
-    /* A private writable mapping would otherwise be charged in full against the
-     * commit limit, so a copy-on-write view of a file larger than RAM could not be
-     * mapped; only the pages actually written take memory. */
-    flags = shared ? MAP_SHARED : (MAP_PRIVATE | (access == MM_ACCESS_COPY ? MAP_NORESERVE : 0));
-    p = mmap(NULL, (size_t)length + delta, prot, flags, fd, (off_t)(offset - (long long)delta));
-    if (p == MAP_FAILED) {
-        err = errno;
-        mm_set_oserror(err, "mmap", name);
-        goto fail;
-    }
-    self->map_base = p;
-    self->map_len = (size_t)length + delta;
-    self->data = (char *)p + delta;
-done:
+    else if (mm_map_file(self, fd, length, offset, access, shared, check_fd) < 0)
+        Py_CLEAR(self);
     return (PyObject *)self;
-fail:
-    Py_XDECREF(self);
-    return NULL;
-}
-
-static int
-normalise_mode(int *access, int *shared)
-{
-    if (*access == MM_ACCESS_COPY)
-        *shared = 0;
-    else if (*access == MM_ACCESS_WRITE && !*shared)
-        *access = MM_ACCESS_COPY;
-    return 0;
 }
 
 static PyObject *
 region_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"fileno", "length", "offset", "access", "shared", "name", NULL};
-    int fd, newfd, access = MM_ACCESS_READ, shared = 1;
+    int fd, newfd, shared = 1;
+    mm_access access = MM_ACCESS_READ;
     long long length = 0, offset = 0;
     PyObject *access_obj = NULL, *name = Py_None;
     PyObject *res = NULL;
@@ -226,17 +135,12 @@ region_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|LL$OpO:Region", kwlist, &fd, &length,
                                      &offset, &access_obj, &shared, &name))
         goto done;
-    if (access_obj != NULL && !parse_access(access_obj, &access))
+    if (!parse_mode(access_obj, length, &access, &shared))
         goto done;
-    if (length < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
-        goto done;
-    }
     if (fd < 0) {
         mm_set_oserror_fmt(EBADF, name, "fileno must be an open file descriptor");
         goto done;
     }
-    normalise_mode(&access, &shared);
     newfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (newfd < 0) {
         mm_set_oserror(errno, "dup", name);
@@ -253,18 +157,14 @@ region_open(PyObject *cls, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"path", "length", "offset", "access", "shared", NULL};
     PyObject *path = NULL, *fspath = NULL, *bytes = NULL, *access_obj = NULL, *res = NULL;
     long long length = 0, offset = 0;
-    int access = MM_ACCESS_READ, shared = 1, fd, oflag, err;
+    mm_access access = MM_ACCESS_READ;
+    int shared = 1, fd, oflag;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|LL$Op:open", kwlist, &path, &length,
                                      &offset, &access_obj, &shared))
         goto done;
-    if (access_obj != NULL && !parse_access(access_obj, &access))
+    if (!parse_mode(access_obj, length, &access, &shared))
         goto done;
-    if (length < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
-        goto done;
-    }
-    normalise_mode(&access, &shared);
     fspath = PyOS_FSPath(path);
     if (fspath == NULL || !PyUnicode_FSConverter(fspath, &bytes))
         goto done;
@@ -273,8 +173,7 @@ region_open(PyObject *cls, PyObject *args, PyObject *kwds)
     oflag = (access == MM_ACCESS_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK;
     fd = open(PyBytes_AS_STRING(bytes), oflag);
     if (fd < 0) {
-        err = errno;
-        mm_set_oserror(err, "open", fspath);
+        mm_set_oserror(errno, "open", fspath);
         goto done;
     }
     res = region_map_fd((PyTypeObject *)cls, fd, length == 0 ? -1 : length, offset, access,
@@ -290,62 +189,18 @@ region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"length", "shared", NULL};
     long long length;
-    int shared = 1, fd;
+    int shared = 1;
     mm_region *self = NULL;
-    void *p;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|$p:anonymous", kwlist, &length, &shared))
-        goto fail;
-    if (length < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
-        goto fail;
-    }
-    if ((unsigned long long)length > (unsigned long long)PY_SSIZE_T_MAX - mm_page_size()) {
-        PyErr_Format(PyExc_OverflowError, "length %lld is too large to map", length);
-        goto fail;
-    }
-    self = region_alloc((PyTypeObject *)cls);
-    if (self == NULL)
-        goto fail;
-    self->access = shared ? MM_ACCESS_WRITE : MM_ACCESS_COPY;
-    self->shared = shared;
-    self->anonymous = 1;
-    self->size = (Py_ssize_t)length;
-    if (shared) {
-        /* A memfd rather than MAP_ANONYMOUS: other processes can map it through the
-         * descriptor (fileno()), it is freed when its last descriptor and mapping are gone,
-         * and it does not live in /dev/shm, so that mount's size does not limit it. */
-        fd = memfd_create("mmarray", MFD_CLOEXEC);
-        if (fd < 0) {
-            mm_set_oserror(errno, "memfd_create", NULL);
-            goto fail;
-        }
-        self->fd = fd;
-        if (ftruncate(fd, (off_t)length) != 0) {
-            mm_set_oserror(errno, "ftruncate", NULL);
-            goto fail;
-        }
-    }
-    if (length == 0) {
-        self->data = mm_empty;
         goto done;
-    }
-    if (shared)
-        p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
-    else
-        p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        mm_set_oserror(errno, "mmap", NULL);
-        goto fail;
-    }
-    self->map_base = p;
-    self->map_len = (size_t)length;
-    self->data = p;
+    if (check_length(length) < 0 || mm_map_check_length(length) < 0)
+        goto done;
+    self = region_alloc((PyTypeObject *)cls, Py_None);
+    if (self != NULL && mm_map_anonymous(self, length, shared) < 0)
+        Py_CLEAR(self);
 done:
     return (PyObject *)self;
-fail:
-    Py_XDECREF(self);
-    return NULL;
 }
 
 static void
@@ -363,11 +218,12 @@ region_dealloc(mm_region *self)
 static int
 region_check_open(mm_region *self)
 {
+    int rc = 0;
     if (self->closed) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed Region");
-        return -1;
+        rc = -1;
     }
-    return 0;
+    return rc;
 }
 
 static int
@@ -475,9 +331,7 @@ done:
 static PyObject *
 region_fileno(mm_region *self, PyObject *Py_UNUSED(ignored))
 {
-    if (region_check_open(self) < 0)
-        return NULL;
-    return PyLong_FromLong(self->fd);
+    return region_check_open(self) < 0 ? NULL : PyLong_FromLong(self->fd);
 }
 
 /* Jupyter's rich repr: what the function the Python layer set with _set_repr_html
@@ -499,9 +353,7 @@ region_repr_html(mm_region *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 region_enter(mm_region *self, PyObject *Py_UNUSED(ignored))
 {
-    if (region_check_open(self) < 0)
-        return NULL;
-    return Py_NewRef(self);
+    return region_check_open(self) < 0 ? NULL : Py_NewRef(self);
 }
 
 static PyObject *
@@ -513,9 +365,7 @@ region_exit(mm_region *self, PyObject *Py_UNUSED(args))
 static Py_ssize_t
 region_length(mm_region *self)
 {
-    if (region_check_open(self) < 0)
-        return -1;
-    return self->size;
+    return region_check_open(self) < 0 ? -1 : self->size;
 }
 
 static PyObject *
@@ -523,12 +373,16 @@ region_repr(mm_region *self)
 {
     const char *state = self->closed ? (self->map_base != NULL ? "closing" : "closed") : "open";
     const char *kind = self->shared ? "shared" : "private";
+    PyObject *res;
+
     if (self->anonymous)
-        return PyUnicode_FromFormat("<mmarray.Region %s anonymous %s size=%zd access='%c' exports=%zd>",
-                                    state, kind, self->size, self->access, self->exports);
-    return PyUnicode_FromFormat("<mmarray.Region %s %R %s offset=%lld size=%zd access='%c' exports=%zd>",
-                                state, self->name, kind, self->offset, self->size, self->access,
-                                self->exports);
+        res = PyUnicode_FromFormat("<mmarray.Region %s anonymous %s size=%zd access='%c' exports=%zd>",
+                                   state, kind, self->size, (int)self->access, self->exports);
+    else
+        res = PyUnicode_FromFormat("<mmarray.Region %s %R %s offset=%lld size=%zd access='%c' exports=%zd>",
+                                   state, self->name, kind, self->offset, self->size,
+                                   (int)self->access, self->exports);
+    return res;
 }
 
 static PyObject *
@@ -536,7 +390,7 @@ get_size(mm_region *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->
 static PyObject *
 get_offset(mm_region *self, void *Py_UNUSED(c)) { return PyLong_FromLongLong(self->offset); }
 static PyObject *
-get_access(mm_region *self, void *Py_UNUSED(c)) { return PyUnicode_FromOrdinal(self->access); }
+get_access(mm_region *self, void *Py_UNUSED(c)) { return PyUnicode_FromOrdinal((int)self->access); }
 static PyObject *
 get_shared(mm_region *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->shared); }
 static PyObject *
@@ -552,11 +406,12 @@ get_name(mm_region *self, void *Py_UNUSED(c)) { return Py_NewRef(self->name); }
 static PyObject *
 get_address(mm_region *self, void *Py_UNUSED(c))
 {
-    if (self->data == NULL) {
+    PyObject *res = NULL;
+    if (self->data == NULL)
         PyErr_SetString(PyExc_ValueError, "Region is unmapped");
-        return NULL;
-    }
-    return PyLong_FromVoidPtr(self->data);
+    else
+        res = PyLong_FromVoidPtr(self->data);
+    return res;
 }
 
 static PyGetSetDef region_getset[] = {
