@@ -59,6 +59,31 @@ int mm_map_anonymous(mm_region *region, long long length, int shared);
 /* OverflowError unless a mapping of length bytes (plus a page) fits a Py_ssize_t. */
 int mm_map_check_length(long long length);
 
+/* ---- byte spans of a region (span.c) --------------------------------------- */
+
+/* An export of a region plus the page-rounded address range of a byte range. */
+typedef struct {
+    Py_buffer view;     /* the export that keeps the mapping alive */
+    mm_region *region;  /* NULL when no export is held */
+    char *addr;         /* first byte of the page-rounded range */
+    size_t len;         /* its length; 0 means there is nothing to do */
+} mm_span;
+
+/* Takes an export of obj (a Region) and rounds [start, stop) outwards to pages.
+ * Returns 0, or -1 with an exception set and no export held. */
+int mm_span_acquire(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t stop,
+                    mm_span *span);
+/* Gives the export back (nothing when none is held). */
+void mm_span_release(mm_span *span);
+/* File offset of the mapped byte at addr (addr lies inside the region's mapping). */
+long long mm_span_file_offset(const mm_span *span, const char *addr);
+/* A private duplicate of the region's descriptor, for syscalls made without the GIL
+ * (a close() in another thread cannot redirect them); -1 with OSError set. */
+int mm_span_dup_fd(const mm_span *span);
+/* Runs fn(arg) under a SIGBUS guard over the span; releases the GIL if nogil.  Returns
+ * 0, or -1 with OSError set (a SIGBUS names the region and the offset). */
+int mm_span_guarded(mm_span *span, void (*fn)(void *), void *arg, int nogil, int write);
+
 /* ---- helpers (util.c) ---------------------------------------------------- */
 
 size_t mm_page_size(void);
@@ -84,11 +109,13 @@ int mm_guarded(void (*fn)(void *), void *arg, const void *lo, const void *hi, vo
  * fault (region: an mm_region or NULL when unknown).  write: the fault was a write. */
 void mm_set_fault_error(PyObject *region, const void *addr, int write);
 
-/* ---- hooks for the other parts of the module ------------------------------ */
+/* ---- the other parts of the module: each adds its functions and constants ---- */
 
 /* kernels.c: selection and histogram kernels (median, quantiles). */
 int mm_kernels_add(PyObject *module);
-/* pages.c: page-cache and sparse-file operations. */
+/* pages.c: page-cache advice and residency (madvise, mincore, fadvise, write-back). */
 int mm_pages_add(PyObject *module);
+/* sparse.c: sparse-file operations (punching holes, data extents). */
+int mm_sparse_add(PyObject *module);
 
 #endif

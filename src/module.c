@@ -31,6 +31,8 @@ module_exec(PyObject *module)
         goto done;
     if (mm_pages_add(module) < 0)
         goto done;
+    if (mm_sparse_add(module) < 0)
+        goto done;
     rc = 0;
 done:
     return rc;

@@ -1,25 +1,20 @@
-/* Page-cache and sparse-file operations: madvise, mincore, MADV_POPULATE_READ,
- * posix_fadvise, fallocate(PUNCH_HOLE) and lseek(SEEK_DATA/SEEK_HOLE).
+/* Page-cache advice and residency: madvise, MADV_POPULATE_READ, mincore,
+ * posix_fadvise and write-back (sync_file_range).
  *
  * Each function works on a Region and a byte range [start, stop) counted from the
- * region's first byte.  The range is rounded outwards to whole pages of the mapping
- * (inwards for punching holes).  While it works, a function holds a buffer export of
- * the region, so the mapping stays put even if another thread calls close(); any
- * descriptor used with the GIL released is a private duplicate, so a concurrent
- * close() cannot make the syscall land on some other file.
+ * region's first byte, held as a span (span.c): the range is rounded outwards to whole
+ * pages of the mapping, and an export of the region keeps the mapping in place.
  *
  * GIL policy: calls that only touch page tables (madvise, mincore) release the GIL
  * for ranges of MM_NOGIL_BYTES and more; calls that may wait for the disk
- * (MADV_POPULATE_READ, touching pages, posix_fadvise, sync_file_range, fallocate)
- * always release it, since even one page can take a disk read.  Policy (which advice,
- * which fallback, arrays to byte ranges) lives in mmarray/_pages.py.
+ * (MADV_POPULATE_READ, touching pages, posix_fadvise, sync_file_range) always release
+ * it, since even one page can take a disk read.  Policy (which advice, which fallback,
+ * arrays to byte ranges) lives in the Python layer.
  */
 #include "mmarray.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -40,29 +35,23 @@ mm_sys_madvise(char *addr, size_t len, int advice)
 static int
 mm_sys_populate_read(char *addr, size_t len)
 {
+    int err = ENOSYS;
 #ifdef MADV_POPULATE_READ
-    return mm_sys_madvise(addr, len, MADV_POPULATE_READ);
+    err = mm_sys_madvise(addr, len, MADV_POPULATE_READ);
 #else
     (void)addr;
     (void)len;
-    return ENOSYS;
 #endif
+    return err;
 }
 
 static int
-mm_sys_punch(int fd, long long start, long long len)
+mm_sys_mincore(char *addr, size_t len, unsigned char *vec)
 {
-#if defined(FALLOC_FL_PUNCH_HOLE) && defined(FALLOC_FL_KEEP_SIZE)
     int err = 0;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)start, (off_t)len) != 0)
+    if (mincore(addr, len, vec) != 0)
         err = errno;
     return err;
-#else
-    (void)fd;
-    (void)start;
-    (void)len;
-    return EOPNOTSUPP;
-#endif
 }
 
 /* Writes back the dirty page-cache pages of [start, start+len) of the file and waits. */
@@ -88,92 +77,6 @@ mm_sys_writeback(int fd, long long start, long long len)
     return err;
 }
 
-/* lseek with SEEK_DATA (data=1) or SEEK_HOLE (data=0).  *out gets the result. */
-static int
-mm_sys_seek(int fd, long long pos, int data, long long *out)
-{
-#if defined(SEEK_DATA) && defined(SEEK_HOLE)
-    int err = 0;
-    off_t r = lseek(fd, (off_t)pos, data ? SEEK_DATA : SEEK_HOLE);
-    if (r < 0)
-        err = errno;
-    else
-        *out = (long long)r;
-    return err;
-#else
-    (void)fd;
-    (void)pos;
-    (void)data;
-    (void)out;
-    return EINVAL;
-#endif
-}
-
-/* ---- the span: an export plus a page-rounded address range ----------------- */
-
-typedef struct {
-    Py_buffer view; /* the export that keeps the mapping alive */
-    mm_region *r;   /* NULL when no export is held */
-    char *addr;     /* first byte of the page-rounded range */
-    size_t len;     /* its length; 0 means there is nothing to do */
-} mm_span;
-
-/* Takes an export of obj (a Region) and rounds [start, stop) outwards to pages.
- * Returns 0, or -1 with an exception set and no export held. */
-static int
-span_acquire(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t stop, mm_span *sp)
-{
-    size_t page = mm_page_size();
-    size_t lo, hi;
-    int rc = -1;
-
-    sp->r = NULL;
-    sp->addr = NULL;
-    sp->len = 0;
-    if (!mm_region_check(module, obj)) {
-        PyErr_Format(PyExc_TypeError, "expected a Region, got %.100s", Py_TYPE(obj)->tp_name);
-        goto done;
-    }
-    if (PyObject_GetBuffer(obj, &sp->view, PyBUF_SIMPLE) < 0)
-        goto done;
-    sp->r = (mm_region *)obj;
-    if (start < 0 || stop < start || sp->r->size < stop) {
-        PyErr_Format(PyExc_ValueError, "byte range [%zd, %zd) is outside the region (%zd bytes)",
-                     start, stop, sp->r->size);
-        PyBuffer_Release(&sp->view);
-        sp->r = NULL;
-        goto done;
-    }
-    if (start < stop && sp->r->map_base != NULL) {
-        /* Offsets from the page-aligned map_base, so the address stays a pointer. */
-        lo = (size_t)(sp->r->data - sp->r->map_base) + (size_t)start;
-        hi = (size_t)(sp->r->data - sp->r->map_base) + (size_t)stop;
-        lo -= lo % page;
-        hi += (page - hi % page) % page;
-        sp->addr = sp->r->map_base + lo;
-        sp->len = hi - lo;
-    }
-    rc = 0;
-done:
-    return rc;
-}
-
-static void
-span_release(mm_span *sp)
-{
-    if (sp->r != NULL) {
-        PyBuffer_Release(&sp->view);
-        sp->r = NULL;
-    }
-}
-
-/* File offset of the mapped byte at addr (addr lies inside the region's mapping). */
-static long long
-span_file_offset(const mm_span *sp, const char *addr)
-{
-    return sp->r->offset + (long long)(addr - sp->r->data);
-}
-
 /* ---- module functions ----------------------------------------------------- */
 
 static PyObject *
@@ -182,60 +85,26 @@ pages_madvise(PyObject *module, PyObject *args)
     PyObject *obj, *res = NULL;
     Py_ssize_t start, stop;
     int advice, err = 0;
-    mm_span sp = {.r = NULL};
+    mm_span span = {.region = NULL};
 
     if (!PyArg_ParseTuple(args, "Onni:madvise", &obj, &start, &stop, &advice))
         goto done;
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
+    if (mm_span_acquire(module, obj, start, stop, &span) < 0)
         goto done;
-    if (sp.len >= MM_NOGIL_BYTES) {
+    if (span.len >= MM_NOGIL_BYTES) {
         Py_BEGIN_ALLOW_THREADS
-        err = mm_sys_madvise(sp.addr, sp.len, advice);
+        err = mm_sys_madvise(span.addr, span.len, advice);
         Py_END_ALLOW_THREADS
     }
-    else if (sp.len > 0)
-        err = mm_sys_madvise(sp.addr, sp.len, advice);
+    else if (span.len > 0)
+        err = mm_sys_madvise(span.addr, span.len, advice);
     if (err != 0) {
-        mm_set_oserror(err, "madvise", sp.r->name);
+        mm_set_oserror(err, "madvise", span.region->name);
         goto done;
     }
     res = Py_NewRef(Py_None);
 done:
-    span_release(&sp);
-    return res;
-}
-
-static void touch_pages(void *arg);
-static int span_guarded(mm_span *sp, void (*fn)(void *), void *arg, int nogil, int write);
-
-static PyObject *
-pages_populate(PyObject *module, PyObject *args)
-{
-    PyObject *obj, *res = NULL;
-    Py_ssize_t start, stop;
-    int err = 0;
-    mm_span sp = {.r = NULL};
-
-    if (!PyArg_ParseTuple(args, "Onn:populate", &obj, &start, &stop))
-        goto done;
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
-        goto done;
-    if (sp.len > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        err = mm_sys_populate_read(sp.addr, sp.len);
-        Py_END_ALLOW_THREADS
-    }
-    /* EFAULT: a page would raise SIGBUS (the file is shorter than the mapping): find it
-     * with a guarded read, for an error that says where. */
-    if (err == EFAULT && span_guarded(&sp, touch_pages, &sp, 1, 0) < 0)
-        goto done;
-    if (err != 0) {
-        mm_set_oserror(err, "madvise(MADV_POPULATE_READ)", sp.r->name);
-        goto done;
-    }
-    res = Py_NewRef(Py_None);
-done:
-    span_release(&sp);
+    mm_span_release(&span);
     return res;
 }
 
@@ -244,36 +113,41 @@ done:
 static void
 touch_pages(void *arg)
 {
-    const mm_span *sp = arg;
+    const mm_span *span = arg;
     size_t page = mm_page_size();
-    for (size_t i = 0; i < sp->len; i += page)
-        (void)*(const volatile unsigned char *)(sp->addr + i);
+    for (size_t i = 0; i < span->len; i += page)
+        (void)*(const volatile unsigned char *)(span->addr + i);
 }
 
-/* Runs fn(arg) under a SIGBUS guard over the span; releases the GIL if nogil.  Returns
- * 0, or -1 with OSError set (a SIGBUS names the region and the offset). */
-static int
-span_guarded(mm_span *sp, void (*fn)(void *), void *arg, int nogil, int write)
+static PyObject *
+pages_populate(PyObject *module, PyObject *args)
 {
-    void *fault = NULL;
-    int rc = -1;
+    PyObject *obj, *res = NULL;
+    Py_ssize_t start, stop;
+    int err = 0;
+    mm_span span = {.region = NULL};
 
-    if (mm_guard_acquire() < 0) {
-        mm_set_oserror(errno, "sigaction(SIGBUS)", sp->r->name);
+    if (!PyArg_ParseTuple(args, "Onn:populate", &obj, &start, &stop))
         goto done;
-    }
-    if (nogil) {
+    if (mm_span_acquire(module, obj, start, stop, &span) < 0)
+        goto done;
+    if (span.len > 0) {
         Py_BEGIN_ALLOW_THREADS
-        rc = mm_guarded(fn, arg, sp->addr, sp->addr + sp->len, &fault);
+        err = mm_sys_populate_read(span.addr, span.len);
         Py_END_ALLOW_THREADS
     }
-    else
-        rc = mm_guarded(fn, arg, sp->addr, sp->addr + sp->len, &fault);
-    mm_guard_release();
-    if (rc < 0)
-        mm_set_fault_error((PyObject *)sp->r, fault, write);
+    /* EFAULT: a page would raise SIGBUS (the file is shorter than the mapping): find it
+     * with a guarded read, for an error that says where. */
+    if (err == EFAULT && mm_span_guarded(&span, touch_pages, &span, 1, 0) < 0)
+        goto done;
+    if (err != 0) {
+        mm_set_oserror(err, "madvise(MADV_POPULATE_READ)", span.region->name);
+        goto done;
+    }
+    res = Py_NewRef(Py_None);
 done:
-    return rc;
+    mm_span_release(&span);
+    return res;
 }
 
 static PyObject *
@@ -281,17 +155,17 @@ pages_touch(PyObject *module, PyObject *args)
 {
     PyObject *obj, *res = NULL;
     Py_ssize_t start, stop;
-    mm_span sp = {.r = NULL};
+    mm_span span = {.region = NULL};
 
     if (!PyArg_ParseTuple(args, "Onn:touch", &obj, &start, &stop))
         goto done;
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
+    if (mm_span_acquire(module, obj, start, stop, &span) < 0)
         goto done;
-    if (sp.len > 0 && span_guarded(&sp, touch_pages, &sp, 1, 0) < 0)
+    if (span.len > 0 && mm_span_guarded(&span, touch_pages, &span, 1, 0) < 0)
         goto done;
-    res = PyLong_FromSize_t(sp.len / mm_page_size());
+    res = PyLong_FromSize_t(span.len / mm_page_size());
 done:
-    span_release(&sp);
+    mm_span_release(&span);
     return res;
 }
 
@@ -300,37 +174,36 @@ pages_mincore(PyObject *module, PyObject *args)
 {
     PyObject *obj, *vec = NULL, *res = NULL;
     Py_ssize_t start, stop, npages, i;
-    unsigned char *p;
+    unsigned char *resident;
     int err = 0;
-    mm_span sp = {.r = NULL};
+    mm_span span = {.region = NULL};
 
     if (!PyArg_ParseTuple(args, "Onn:mincore", &obj, &start, &stop))
         goto done;
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
+    if (mm_span_acquire(module, obj, start, stop, &span) < 0)
         goto done;
-    npages = (Py_ssize_t)(sp.len / mm_page_size());
+    npages = (Py_ssize_t)(span.len / mm_page_size());
     vec = PyBytes_FromStringAndSize(NULL, npages);
     if (vec == NULL)
         goto done;
-    p = (unsigned char *)PyBytes_AS_STRING(vec);
-    if (sp.len >= MM_NOGIL_BYTES) {
+    resident = (unsigned char *)PyBytes_AS_STRING(vec);
+    if (span.len >= MM_NOGIL_BYTES) {
         Py_BEGIN_ALLOW_THREADS
-        if (mincore(sp.addr, sp.len, p) != 0)
-            err = errno;
+        err = mm_sys_mincore(span.addr, span.len, resident);
         Py_END_ALLOW_THREADS
     }
-    else if (sp.len > 0 && mincore(sp.addr, sp.len, p) != 0)
-        err = errno;
+    else if (span.len > 0)
+        err = mm_sys_mincore(span.addr, span.len, resident);
     if (err != 0) {
-        mm_set_oserror(err, "mincore", sp.r->name);
+        mm_set_oserror(err, "mincore", span.region->name);
         goto done;
     }
     for (i = 0; i < npages; i++)
-        p[i] &= 1; /* the other bits are reserved */
+        resident[i] &= 1; /* the other bits are reserved */
     res = Py_NewRef(vec);
 done:
     Py_XDECREF(vec);
-    span_release(&sp);
+    mm_span_release(&span);
     return res;
 }
 
@@ -343,210 +216,62 @@ file_range_call(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t st
     PyObject *res = NULL;
     long long fstart;
     int fd = -1, err = 0;
-    mm_span sp = {.r = NULL};
+    mm_span span = {.region = NULL};
 
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
+    if (mm_span_acquire(module, obj, start, stop, &span) < 0)
         goto done;
-    if (sp.len == 0 || sp.r->fd < 0 || sp.r->anonymous) { /* nothing to do, or no file */
+    if (span.len == 0 || span.region->fd < 0 || span.region->anonymous) { /* nothing to do */
         res = Py_NewRef(Py_False);
         goto done;
     }
-    fd = fcntl(sp.r->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-        mm_set_oserror(errno, "fcntl(F_DUPFD_CLOEXEC)", sp.r->name);
+    fd = mm_span_dup_fd(&span);
+    if (fd < 0)
         goto done;
-    }
-    fstart = span_file_offset(&sp, sp.addr);
+    fstart = mm_span_file_offset(&span, span.addr);
     Py_BEGIN_ALLOW_THREADS
     if (advice >= 0)
-        err = posix_fadvise(fd, (off_t)fstart, (off_t)sp.len, advice); /* returns the error */
+        err = posix_fadvise(fd, (off_t)fstart, (off_t)span.len, advice); /* returns the error */
     else
-        err = mm_sys_writeback(fd, fstart, (long long)sp.len);
+        err = mm_sys_writeback(fd, fstart, (long long)span.len);
     Py_END_ALLOW_THREADS
     if (err != 0) {
-        mm_set_oserror(err, advice >= 0 ? "posix_fadvise" : "sync_file_range", sp.r->name);
+        mm_set_oserror(err, advice >= 0 ? "posix_fadvise" : "sync_file_range", span.region->name);
         goto done;
     }
     res = Py_NewRef(Py_True);
 done:
     if (fd >= 0)
         close(fd);
-    span_release(&sp);
+    mm_span_release(&span);
     return res;
 }
 
 static PyObject *
 pages_fadvise(PyObject *module, PyObject *args)
 {
-    PyObject *obj;
+    PyObject *obj, *res = NULL;
     Py_ssize_t start, stop;
     int advice;
 
     if (!PyArg_ParseTuple(args, "Onni:fadvise", &obj, &start, &stop, &advice))
-        return NULL;
+        goto done;
     if (advice < 0) {
         PyErr_Format(PyExc_ValueError, "invalid fadvise advice %d", advice);
-        return NULL;
+        goto done;
     }
-    return file_range_call(module, obj, start, stop, advice);
+    res = file_range_call(module, obj, start, stop, advice);
+done:
+    return res;
 }
 
 static PyObject *
 pages_writeback(PyObject *module, PyObject *args)
 {
-    PyObject *obj;
-    Py_ssize_t start, stop;
-
-    if (!PyArg_ParseTuple(args, "Onn:writeback", &obj, &start, &stop))
-        return NULL;
-    return file_range_call(module, obj, start, stop, -1);
-}
-
-/* The bytes punch zeroes through the mapping: the partial pages at the edges. */
-typedef struct {
-    char *p0, *p1;
-    size_t n0, n1;
-} mm_zero;
-
-static void
-zero_edges(void *arg)
-{
-    const mm_zero *z = arg;
-    if (z->n0 > 0)
-        memset(z->p0, 0, z->n0);
-    if (z->n1 > 0)
-        memset(z->p1, 0, z->n1);
-}
-
-static PyObject *
-pages_punch(PyObject *module, PyObject *args)
-{
     PyObject *obj, *res = NULL;
     Py_ssize_t start, stop;
-    long long page = (long long)mm_page_size(), flo, fhi, a, b;
-    int fd = -1, err = 0;
-    mm_span sp = {.r = NULL};
-    mm_zero zero = {NULL, NULL, 0, 0};
-    char *data;
 
-    if (!PyArg_ParseTuple(args, "Onn:punch", &obj, &start, &stop))
-        goto done;
-    if (span_acquire(module, obj, start, stop, &sp) < 0)
-        goto done;
-    if (sp.r->fd < 0 || sp.r->anonymous) {
-        PyErr_SetString(PyExc_ValueError, "punch needs a file-backed region (this one is anonymous)");
-        goto done;
-    }
-    if (sp.r->access != MM_ACCESS_WRITE || !sp.r->shared) {
-        PyErr_Format(PyExc_ValueError,
-                     "punch needs a writable shared mapping (access 'w'); this region has access "
-                     "'%c' (%s)%s%R", sp.r->access, sp.r->shared ? "shared" : "private",
-                     sp.r->name == Py_None ? "" : ": ", sp.r->name == Py_None ? Py_None : sp.r->name);
-        goto done;
-    }
-    if (sp.len == 0) {
-        res = PyLong_FromLong(0);
-        goto done;
-    }
-    data = sp.r->data;
-    flo = sp.r->offset + start;
-    fhi = sp.r->offset + stop;
-    a = flo + (page - flo % page) % page; /* first whole page */
-    b = fhi - fhi % page;                 /* end of the last whole page */
-    if (a < b) {
-        fd = fcntl(sp.r->fd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-            mm_set_oserror(errno, "fcntl(F_DUPFD_CLOEXEC)", sp.r->name);
-            goto done;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        err = mm_sys_punch(fd, a, b - a);
-        Py_END_ALLOW_THREADS
-        if (err != 0) {
-            mm_set_oserror(err, "fallocate(FALLOC_FL_PUNCH_HOLE)", sp.r->name);
-            goto done;
-        }
-        /* The partial pages at the edges are zeroed through the shared mapping. */
-        zero.p0 = data + start;
-        zero.n0 = (size_t)(a - flo);
-        zero.p1 = data + (b - sp.r->offset);
-        zero.n1 = (size_t)(fhi - b);
-    }
-    else {
-        zero.p0 = data + start;
-        zero.n0 = (size_t)(stop - start);
-    }
-    if ((zero.n0 > 0 || zero.n1 > 0) && span_guarded(&sp, zero_edges, &zero, 0, 1) < 0)
-        goto done;
-    res = a < b ? PyLong_FromLongLong(b - a) : PyLong_FromLong(0);
-done:
-    if (fd >= 0)
-        close(fd);
-    span_release(&sp);
-    return res;
-}
-
-/* extents(fd, start, stop, path=None): the data ranges of the file within [start, stop)
- * as a list of (start, stop) byte pairs.  The descriptor's file offset is restored. */
-static PyObject *
-pages_extents(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    PyObject *path = Py_None, *list = NULL, *item = NULL, *res = NULL;
-    long long start, stop, pos, d = 0, h = 0;
-    off_t saved = -1;
-    int fd, err;
-
-    if (!PyArg_ParseTuple(args, "iLL|O:extents", &fd, &start, &stop, &path))
-        goto done;
-    if (start < 0 || stop < start) {
-        PyErr_Format(PyExc_ValueError, "bad byte range [%lld, %lld)", start, stop);
-        goto done;
-    }
-    list = PyList_New(0);
-    if (list == NULL)
-        goto done;
-    saved = lseek(fd, 0, SEEK_CUR);
-    if (saved < 0) {
-        mm_set_oserror(errno, "lseek", path);
-        goto done;
-    }
-    pos = start;
-    while (pos < stop) {
-        err = mm_sys_seek(fd, pos, 1, &d);
-        if (err == ENXIO) /* no data after pos */
-            break;
-        if (err != 0 && pos == start && (err == EINVAL || err == EOPNOTSUPP)) {
-            d = start; /* no hole support: everything is data */
-            h = stop;
-        }
-        else if (err != 0) {
-            mm_set_oserror(err, "lseek(SEEK_DATA)", path);
-            goto done;
-        }
-        else {
-            if (stop <= d)
-                break;
-            err = mm_sys_seek(fd, d, 0, &h);
-            if (err != 0) {
-                mm_set_oserror(err, "lseek(SEEK_HOLE)", path);
-                goto done;
-            }
-            if (h <= d) { /* cannot happen on a sane filesystem: avoid looping */
-                h = stop;
-            }
-        }
-        item = Py_BuildValue("(LL)", d, h < stop ? h : stop);
-        if (item == NULL || PyList_Append(list, item) < 0)
-            goto done;
-        Py_CLEAR(item);
-        pos = h;
-    }
-    res = Py_NewRef(list);
-done:
-    if (saved >= 0)
-        (void)lseek(fd, saved, SEEK_SET);
-    Py_XDECREF(item);
-    Py_XDECREF(list);
+    if (PyArg_ParseTuple(args, "Onn:writeback", &obj, &start, &stop))
+        res = file_range_call(module, obj, start, stop, -1);
     return res;
 }
 
@@ -570,58 +295,52 @@ static PyMethodDef pages_methods[] = {
      "writeback(region, start, stop)\n--\n\n"
      "Write the file's dirty page-cache pages under [start, stop) to disk and wait "
      "(sync_file_range, else fdatasync); False for anonymous memory."},
-    {"punch", pages_punch, METH_VARARGS,
-     "punch(region, start, stop)\n--\n\n"
-     "Deallocate the whole pages of [start, stop) (fallocate PUNCH_HOLE|KEEP_SIZE) and zero "
-     "the partial pages at the edges; returns the bytes deallocated."},
-    {"extents", pages_extents, METH_VARARGS,
-     "extents(fd, start, stop, path=None)\n--\n\n"
-     "Data ranges of the file within [start, stop), from lseek(SEEK_DATA/SEEK_HOLE)."},
     {NULL, NULL, 0, NULL},
 };
 
-/* The advice names the kernel headers know, as a dict name -> MADV_* value. */
+/* The advice names the kernel headers know: _core.MADVICE, a dict name -> MADV_* value. */
+static const struct {
+    const char *name;
+    int value;
+} mm_advice_names[] = {
+    {"normal", MADV_NORMAL},
+    {"sequential", MADV_SEQUENTIAL},
+    {"random", MADV_RANDOM},
+    {"willneed", MADV_WILLNEED},
+    {"dontneed", MADV_DONTNEED},
+#ifdef MADV_HUGEPAGE
+    {"hugepage", MADV_HUGEPAGE},
+#endif
+#ifdef MADV_NOHUGEPAGE
+    {"nohugepage", MADV_NOHUGEPAGE},
+#endif
+    {NULL, 0},
+};
+
 static int
 add_advice(PyObject *module)
 {
-    PyObject *d = PyDict_New(), *v = NULL;
+    PyObject *names = PyDict_New(), *value = NULL;
     int rc = -1;
-    struct {
-        const char *name;
-        int value;
-    } table[] = {
-        {"normal", MADV_NORMAL},
-        {"sequential", MADV_SEQUENTIAL},
-        {"random", MADV_RANDOM},
-        {"willneed", MADV_WILLNEED},
-        {"dontneed", MADV_DONTNEED},
-#ifdef MADV_HUGEPAGE
-        {"hugepage", MADV_HUGEPAGE},
-#endif
-#ifdef MADV_NOHUGEPAGE
-        {"nohugepage", MADV_NOHUGEPAGE},
-#endif
-        {NULL, 0},
-    };
     size_t i;
 
-    if (d == NULL)
+    if (names == NULL)
         goto done;
-    for (i = 0; table[i].name != NULL; i++) {
-        v = PyLong_FromLong(table[i].value);
-        if (v == NULL || PyDict_SetItemString(d, table[i].name, v) < 0)
+    for (i = 0; mm_advice_names[i].name != NULL; i++) {
+        value = PyLong_FromLong(mm_advice_names[i].value);
+        if (value == NULL || PyDict_SetItemString(names, mm_advice_names[i].name, value) < 0)
             goto done;
-        Py_CLEAR(v);
+        Py_CLEAR(value);
     }
-    if (PyModule_AddObjectRef(module, "MADVICE", d) < 0)
+    if (PyModule_AddObjectRef(module, "MADVICE", names) < 0)
         goto done;
     if (PyModule_AddIntConstant(module, "FADV_DONTNEED", POSIX_FADV_DONTNEED) < 0 ||
         PyModule_AddIntConstant(module, "FADV_WILLNEED", POSIX_FADV_WILLNEED) < 0)
         goto done;
     rc = 0;
 done:
-    Py_XDECREF(v);
-    Py_XDECREF(d);
+    Py_XDECREF(value);
+    Py_XDECREF(names);
     return rc;
 }
 
