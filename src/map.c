@@ -203,7 +203,8 @@ mm_map_anonymous(mm_region *region, long long length, int shared)
     }
     if (shared)
         p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, region->fd, 0);
-    else
+    else /* cppcheck's posix.cfg allows only fd >= 0; MAP_ANONYMOUS requires -1 (mmap(2)) */
+        /* cppcheck-suppress invalidFunctionArg */
         p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         mm_set_oserror(errno, "mmap", NULL);

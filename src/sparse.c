@@ -174,27 +174,24 @@ next_extent(int fd, long long pos, long long start, long long stop, PyObject *pa
     int err, rc = -1;
 
     err = mm_sys_seek(fd, pos, 1, data);
-    if (err == ENXIO) /* no data after pos */
-        rc = 0;
-    else if (err != 0 && pos == start && (err == EINVAL || err == EOPNOTSUPP)) {
+    if (err != 0 && pos == start && (err == EINVAL || err == EOPNOTSUPP)) {
         *data = start; /* no hole support: everything is data */
         *hole = stop;
         rc = 1;
     }
-    else if (err != 0)
+    else if (err != 0 && err != ENXIO)
         mm_set_oserror(err, "lseek(SEEK_DATA)", path);
-    else if (stop <= *data)
+    else if (err == ENXIO || stop <= *data) /* no data after pos, or none before stop */
         rc = 0;
     else {
         err = mm_sys_seek(fd, *data, 0, hole);
         if (err != 0)
             mm_set_oserror(err, "lseek(SEEK_HOLE)", path);
-        else if (*hole <= *data) { /* cannot happen on a sane filesystem: avoid looping */
-            *hole = stop;
+        else {
+            if (*hole <= *data) /* cannot happen on a sane filesystem: avoid looping */
+                *hole = stop;
             rc = 1;
         }
-        else
-            rc = 1;
     }
     return rc;
 }
