@@ -1,4 +1,6 @@
-/* Region: one mmap region (file-backed or anonymous) exporting the buffer protocol.
+/* Region: one mmap region (file-backed or anonymous) exporting the buffer protocol,
+ * and _core.ndarray, the numpy arrays over it.  This file holds the Python type
+ * (arguments, buffer exports, close, flush, attributes); map.c makes the mapping.
  *
  * Close policy ("deferred unmap"): close() marks the region closed at once, closes
  * its descriptor and refuses new exports and new work with ValueError; the memory
@@ -444,7 +446,8 @@ static PyMethodDef region_methods[] = {
     {"fileno", (PyCFunction)region_fileno, METH_NOARGS,
      "fileno()\n--\n\nThe region's own descriptor of the mapped file (a memfd for shared anonymous\nmemory, -1 for private anonymous memory)."},
     {"_repr_html_", (PyCFunction)region_repr_html, METH_NOARGS,
-     "_repr_html_()\n--\n\nHTML for Jupyter: the repr and the resident-page map."},
+     "_repr_html_()\n--\n\nHTML for Jupyter: the repr and the resident-page map, drawn by the\n"
+     "function _core._set_repr_html set (None while none is set)."},
     {"__enter__", (PyCFunction)region_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)region_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -539,7 +542,7 @@ static PyObject *
 array_over(PyObject *region, PyTypeObject *type, PyArray_Descr *descr, const PyArray_Dims *shape,
            Py_ssize_t offset, int fortran)
 {
-    const mm_region *r = (const mm_region *)region;
+    const mm_region *reg = (const mm_region *)region;
     PyObject *mview = NULL, *arr = NULL;
     int flags;
 
@@ -547,9 +550,9 @@ array_over(PyObject *region, PyTypeObject *type, PyArray_Descr *descr, const PyA
     if (mview == NULL)
         goto fail;
     flags = (fortran ? NPY_ARRAY_F_CONTIGUOUS : 0) |
-            (r->access == MM_ACCESS_READ ? 0 : NPY_ARRAY_WRITEABLE);
-    arr = PyArray_NewFromDescr(type, descr, shape->len, shape->ptr, NULL, r->data + offset, flags,
-                               NULL);
+            (reg->access == MM_ACCESS_READ ? 0 : NPY_ARRAY_WRITEABLE);
+    arr = PyArray_NewFromDescr(type, descr, shape->len, shape->ptr, NULL, reg->data + offset,
+                               flags, NULL);
     descr = NULL; /* stolen */
     if (arr == NULL)
         goto fail;
