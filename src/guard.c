@@ -75,15 +75,16 @@ mm_guard_default(int sig)
 static void
 mm_guard_handler(int sig, siginfo_t *si, void *uc)
 {
-    mm_guard *g = mm_guard_cur;
+    mm_guard *guard = mm_guard_cur;
     int saved = errno;
     const char *addr = si != NULL ? (const char *)si->si_addr : NULL;
 
-    if (g != NULL && si != NULL && si->si_code > 0 && addr >= g->lo && addr < g->hi) {
-        g->fault = si->si_addr;
-        g->caught = 1;
-        mm_guard_cur = g->outer; /* disarmed before the jump */
-        siglongjmp(g->env, 1);
+    if (guard != NULL && si != NULL && si->si_code > 0 && addr >= guard->lo &&
+        addr < guard->hi) {
+        guard->fault = si->si_addr;
+        guard->caught = 1;
+        mm_guard_cur = guard->outer; /* disarmed before the jump */
+        siglongjmp(guard->env, 1);
     }
     /* Not ours: chain to what was there before. */
     if (mm_guard_prev.sa_flags & SA_SIGINFO) {
@@ -162,24 +163,24 @@ mm_guard_release(void)
 int
 mm_guarded(void (*fn)(void *), void *arg, const void *lo, const void *hi, void **fault)
 {
-    mm_guard g;
+    mm_guard guard;
 
-    g.lo = lo;
-    g.hi = hi;
-    g.fault = NULL;
-    g.caught = 0;
-    g.outer = mm_guard_cur;
-    if (sigsetjmp(g.env, 1) == 0) {
-        mm_guard_cur = &g;
+    guard.lo = lo;
+    guard.hi = hi;
+    guard.fault = NULL;
+    guard.caught = 0;
+    guard.outer = mm_guard_cur;
+    if (sigsetjmp(guard.env, 1) == 0) {
+        mm_guard_cur = &guard;
         atomic_signal_fence(memory_order_seq_cst);
         fn(arg);
         atomic_signal_fence(memory_order_seq_cst);
-        mm_guard_cur = g.outer;
+        mm_guard_cur = guard.outer;
     }
-    /* After a fault the handler has disarmed g and jumped back to the sigsetjmp with
-     * g.caught and g.fault set (volatile, so valid here). */
-    *fault = g.fault;
-    return g.caught ? -1 : 0;
+    /* After a fault the handler has disarmed guard and jumped back to the sigsetjmp with
+     * guard.caught and guard.fault set (volatile, so valid here). */
+    *fault = guard.fault;
+    return guard.caught ? -1 : 0;
 }
 
 /* Where a SIGBUS at byte off of region (file offset foff) happened, for the message. */
