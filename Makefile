@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WERROR := -Wall -Wextra -Werror
-SRC    := $(wildcard src/*.c src/*.h)
+SRC    := $(wildcard src/*.c src/*.h src/select/*.c src/select/*.h)
+CSRC   := $(wildcard src/*.c src/select/*.c)
 SO     := mmarray/_core$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 PYTEST := $(PY) -m pytest
 ASAN_RT = $(shell gcc -print-file-name=libasan.so)
@@ -105,15 +106,15 @@ valgrind: build  ## the whole test suite under valgrind memcheck
 	PYTHONMALLOC=malloc MMARRAY_SANITIZER=valgrind valgrind -q --error-exitcode=1 --track-origins=no \
 		--leak-check=no --suppressions=tools/valgrind.supp $(PYTEST) -q -p no:cacheprovider -rs
 
-lint: $(STAMP) c-tools  ## ruff and mypy; clang -Werror, clang-tidy and cppcheck on src/*.c
+lint: $(STAMP) c-tools  ## ruff and mypy; clang -Werror, clang-tidy and cppcheck on src/*.c and src/select/*.c
 	$(VENV)/bin/ruff check mmarray tests benchmarks
 	$(VENV)/bin/ruff format --check mmarray tests benchmarks
 	$(VENV)/bin/mypy mmarray
-	clang -fsyntax-only $(WERROR) $(C_ANALYSE) src/*.c
+	clang -fsyntax-only $(WERROR) $(C_ANALYSE) $(CSRC)
 	@mkdir -p build  # stderr is clang's count of the warnings it hid in system headers
-	clang-tidy --quiet src/*.c -- $(C_ANALYSE) 2>build/clang-tidy.stderr \
+	clang-tidy --quiet $(CSRC) -- $(C_ANALYSE) 2>build/clang-tidy.stderr \
 		|| { cat build/clang-tidy.stderr; exit 1; }
-	cppcheck $(CPPCHECK_FLAGS) src/*.c
+	cppcheck $(CPPCHECK_FLAGS) $(CSRC)
 
 docs: build  ## run the examples in docs/ and the docstrings
 	$(PYTEST) -q docs mmarray --doctest-modules

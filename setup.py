@@ -13,8 +13,10 @@ setup(
     ext_modules=[
         Extension(
             "mmarray._core",
-            sources=sorted(glob.glob("src/*.c")),
-            depends=glob.glob("src/*.h"),
+            # every .c under src/ (src/select/ included); the template that dtypes.c
+            # includes once per dtype is a header, so it is not compiled on its own
+            sources=sorted(glob.glob("src/**/*.c", recursive=True)),
+            depends=sorted(glob.glob("src/**/*.h", recursive=True)),
             include_dirs=[np.get_include(), "src"],
             define_macros=[
                 # One build runs on numpy 1.25+ and 2.x.

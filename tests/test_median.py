@@ -454,7 +454,7 @@ def test_gather_budget_spent_defers_buckets():
 # A lane of at least 64 chunks (64 Mi values) is sampled first: every 32nd chunk gets the
 # full 65,536-bin histogram.  Where the sample shows where the wanted ranks lie, the other
 # chunks count only the keys inside that window bin by bin.  The window path runs only on
-# lanes that long, so the arrays here are 128 MiB each.  _core._window_counts() tells
+# lanes that long, so the arrays here are 128 MiB each.  _core._test_window_counts() tells
 # which path each lane took, so that every test checks it tested the path it names.
 
 WCHUNK = 1 << 20
@@ -463,7 +463,7 @@ WN = 64 * WCHUNK + 12_345  # 64 chunks and a partial one: sampled chunks 0, 32 a
 
 def window_counts() -> np.ndarray:
     """(sampled, windowed, missed) lanes so far."""
-    return np.array(_core._window_counts())
+    return np.array(_core._test_window_counts())
 
 
 @pytest.fixture(scope="module")

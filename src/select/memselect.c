@@ -1,0 +1,178 @@
+/* In-memory selection on keys: introselect for a few ranks among a few keys, and a
+ * digit-narrowing multi-select for buckets of many keys. */
+#include "select.h"
+
+#include <stdlib.h>
+
+#define MM_SMALL_SELECT 4096 /* buckets this small: introselect */
+
+static int
+cmp_key(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Reorders a[lo:hi] so that a[k] holds the key of rank k, smaller keys before it and
+ * larger after (introselect: median of three, falls back to a sort if unlucky). */
+static void
+nth_key(uint64_t *a, npy_intp lo, npy_intp hi, npy_intp k)
+{
+    int depth = 0;
+    while (hi - lo > 16) {
+        npy_intp mid = lo + (hi - lo) / 2, i = lo, j = hi - 1;
+        uint64_t x = a[lo], y = a[mid], z = a[hi - 1], pv;
+        if (++depth > 96) {
+            qsort(a + lo, (size_t)(hi - lo), sizeof(uint64_t), cmp_key);
+            goto done;
+        }
+        pv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        while (i <= j) {
+            while (a[i] < pv)
+                i++;
+            while (a[j] > pv)
+                j--;
+            if (i <= j) {
+                uint64_t t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j + 1;
+        else if (k >= i)
+            lo = i;
+        else
+            goto done;
+    }
+    for (npy_intp i = lo + 1; i < hi; i++) {
+        uint64_t v = a[i];
+        npy_intp j = i;
+        for (; j > lo && a[j - 1] > v; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
+done:;
+}
+
+/* Recurses only on the ranks left of the middle one (fewer than half), so the depth is
+ * at most log2(r1 - r0). */
+/* NOLINTBEGIN(misc-no-recursion): the depth is bounded, as said above */
+void
+mm_multiselect(uint64_t *a, npy_intp lo, npy_intp hi, const npy_int64 *rk, npy_intp off,
+               npy_intp r0, npy_intp r1, uint64_t *outk)
+{
+    while (r0 < r1) {
+        npy_intp mid = r0 + (r1 - r0) / 2, k = (npy_intp)rk[mid] - off;
+        npy_intp a0 = mid, a1 = mid + 1;
+        nth_key(a, lo, hi, k);
+        while (a0 > r0 && rk[a0 - 1] == rk[mid])
+            a0--;
+        while (a1 < r1 && rk[a1] == rk[mid])
+            a1++;
+        for (npy_intp i = a0; i < a1; i++)
+            outk[i] = a[k];
+        mm_multiselect(a, lo, k, rk, off, r0, a0, outk);
+        lo = k + 1;
+        r0 = a1;
+    }
+}
+/* NOLINTEND(misc-no-recursion) */
+
+/* One run of ranks that fall into the same digit of a bucket. */
+typedef struct {
+    uint32_t digit;
+    npy_intp count;   /* keys with this digit */
+    npy_intp base;    /* keys below them in the lane */
+    npy_intp rank_lo; /* the ranks rk[rank_lo:rank_hi] */
+    npy_intp rank_hi;
+} mm_group;
+
+/* The groups of ranks rk[r0:r1] - off by the digit (a[i] >> sh) & (nb - 1) of the keys
+ * a[0:n), whose histogram is hist.  Returns how many, or -1 if the keys do not hold the
+ * ranks (the array changed: introselect will say). */
+static npy_intp
+group_ranks(const uint32_t *hist, uint32_t nb, const npy_int64 *rk, npy_intp off,
+            npy_intp r0, npy_intp r1, mm_group *grp)
+{
+    npy_intp ng = 0, cum = off;
+    uint32_t b = 0;
+    for (npy_intp r = r0; r < r1;) {
+        mm_group *g = &grp[ng++];
+        while (b < nb && cum + (npy_intp)hist[b] <= rk[r])
+            cum += (npy_intp)hist[b++];
+        if (b == nb) {
+            ng = -1;
+            break;
+        }
+        g->digit = b;
+        g->count = (npy_intp)hist[b];
+        g->base = cum;
+        g->rank_lo = r;
+        while (r < r1 && rk[r] < cum + (npy_intp)hist[b])
+            r++;
+        g->rank_hi = r;
+    }
+    return ng;
+}
+
+/* Large buckets are narrowed in memory by the next digit, up to 16 bits with about 16
+ * keys a bin (a histogram, then the keys of the wanted digits moved to the front),
+ * which costs a few sequential passes where introselect would take many branchy ones.
+ * The recursion consumes at least 8 of the 64 key bits a level: at most 8 levels. */
+/* NOLINTBEGIN(misc-no-recursion) */
+int
+mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp off,
+                 npy_intp r0, npy_intp r1, uint64_t *outk)
+{
+    int w = bits < 16 ? bits : 16, sh, rc = -1;
+    uint32_t nb;
+    uint32_t *hist = NULL;
+    mm_group *grp = NULL;
+    npy_intp ng, start = 0;
+
+    if (n <= MM_SMALL_SELECT || bits <= 0) {
+        mm_multiselect(a, 0, n, rk, off, r0, r1, outk);
+        rc = 0;
+        goto done;
+    }
+    while (w > 8 && ((npy_intp)1 << (w + 4)) > n) /* about 16 keys a bin: a small table */
+        w--;
+    sh = bits - w;
+    nb = (uint32_t)1 << w;
+    hist = calloc(nb, sizeof(uint32_t));
+    grp = malloc((size_t)(r1 - r0) * sizeof(mm_group));
+    if (hist == NULL || grp == NULL)
+        goto done;
+    for (npy_intp i = 0; i < n; i++)
+        hist[(a[i] >> sh) & (nb - 1)]++;
+    ng = group_ranks(hist, nb, rk, off, r0, r1, grp);
+    if (ng < 0)
+        goto done;
+    free(hist);
+    hist = NULL;
+    /* the keys of each group to the front, in digit order, then each group alone */
+    for (npy_intp j = 0; j < ng; j++) {
+        mm_group *g = &grp[j];
+        npy_intp at = start;
+        for (npy_intp i = start; i < n; i++) {
+            uint64_t k = a[i];
+            if (((k >> sh) & (nb - 1)) == g->digit) {
+                a[i] = a[at];
+                a[at++] = k;
+            }
+        }
+        if (mm_bucket_select(a + start, g->count, sh, rk, g->base, g->rank_lo, g->rank_hi,
+                             outk) < 0)
+            mm_multiselect(a + start, 0, g->count, rk, g->base, g->rank_lo, g->rank_hi, outk);
+        start = at;
+    }
+    rc = 0;
+done:
+    free(hist);
+    free(grp);
+    return rc;
+}
+/* NOLINTEND(misc-no-recursion) */
