@@ -106,6 +106,7 @@ def count_nan(
     progress: Any = None,
     region: Region | None = None,
 ) -> np.ndarray[Any, Any]: ...
+
 # For the tests only, not part of the API: (sampled, windowed, missed), the long 16-bit
 # lanes since import whose first pass began with a sample, those counted through a
 # window, and those the window missed (tests/test_median.py, tests/test_sigbus.py).

@@ -51,9 +51,9 @@ void
 mm_arena_put(uint64_t *keys)
 {
     size_t page = mm_page_size();
-    mm_arena_head *h, *none = NULL;
+    mm_arena_head *none = NULL;
     if (keys != NULL) {
-        h = (mm_arena_head *)(void *)((char *)keys - page);
+        mm_arena_head *h = (mm_arena_head *)(void *)((char *)keys - page);
         mm_pages_lazy_free(keys, h->bytes - page); /* a hint: failure is harmless */
         if (!atomic_compare_exchange_strong(&mm_arena_cache, &none, h))
             arena_unmap(h);

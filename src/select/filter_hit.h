@@ -36,6 +36,7 @@ mm_filter_other(mm_filter *f, int tid, uint64_t *stage, int *staged, uint64_t k)
 {
     uint32_t top = (uint32_t)(k >> (f->key_bits - 16));
     mm_target *t = NULL;
+    int shift;
     if ((f->bitmap[0][top >> 6] >> (top & 63)) & 1u)
         t = f->active[-1 - f->top_slot[top]];
     else {
@@ -47,16 +48,19 @@ mm_filter_other(mm_filter *f, int tid, uint64_t *stage, int *staged, uint64_t k)
             }
         }
     }
-    if (t != NULL && t->mode == MM_TARGET_GATHER) {
+    if (t == NULL)
+        goto done;
+    shift = f->key_bits - 16 * t->level;
+    if (t->mode == MM_TARGET_GATHER) {
         stage[(size_t)t->slot * MM_STAGE + (size_t)staged[t->slot]++] = k;
         if (staged[t->slot] == MM_STAGE)
             flush_stage(f, tid, t->slot);
     }
-    else if (t != NULL) {
-        int shift = f->key_bits - 16 * t->level;
+    else {
         size_t h = ((size_t)tid * (size_t)f->n_hist_slots + (size_t)t->slot) * 65536u;
         f->hist_slots[h + ((k >> (shift - 16)) & 0xFFFFu)]++;
     }
+done:;
 }
 
 /* A key that passed the bitmap test.  stage and staged are this thread's rows.  The

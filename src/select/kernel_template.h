@@ -150,30 +150,30 @@ MM_FN(filter_run)(const char *p, npy_intp cnt, npy_intp st, mm_filter *f, int ti
         for (npy_intp i = 0; i < cnt; i++, p += st)
             if (MM_FN(hit)(p, f, deep))
                 mm_filter_hit(f, tid, stage, staged, MM_KEY(p));
+        goto done;
     }
-    else {
-        for (npy_intp i0 = 0; i0 < cnt; i0 += 64, p += 64 * st) {
-            int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64, j = 0;
-            uint64_t m0 = 0, m1 = 0, m2 = 0, m3 = 0, mask;
-            const char *q = p;
-            /* value j is bit j; four masks, so that no chain of shifts and ors runs
-             * through all 64 values (that chain alone took 2 cycles a value) */
-            for (; j + 4 <= nb; j += 4, q += 4 * st) {
-                m0 |= MM_FN(hit)(q, f, deep) << j;
-                m1 |= MM_FN(hit)(q + st, f, deep) << (j + 1);
-                m2 |= MM_FN(hit)(q + 2 * st, f, deep) << (j + 2);
-                m3 |= MM_FN(hit)(q + 3 * st, f, deep) << (j + 3);
-            }
-            for (; j < nb; j++, q += st)
-                m0 |= MM_FN(hit)(q, f, deep) << j;
-            mask = m0 | m1 | m2 | m3;
-            while (mask != 0) {
-                int k = __builtin_ctzll(mask);
-                mask &= mask - 1;
-                mm_filter_hit(f, tid, stage, staged, MM_KEY(p + k * st));
-            }
+    for (npy_intp i0 = 0; i0 < cnt; i0 += 64, p += 64 * st) {
+        int nb = cnt - i0 < 64 ? (int)(cnt - i0) : 64, j = 0;
+        uint64_t m0 = 0, m1 = 0, m2 = 0, m3 = 0, mask;
+        const char *q = p;
+        /* value j is bit j; four masks, so that no chain of shifts and ors runs
+         * through all 64 values (that chain alone took 2 cycles a value) */
+        for (; j + 4 <= nb; j += 4, q += 4 * st) {
+            m0 |= MM_FN(hit)(q, f, deep) << j;
+            m1 |= MM_FN(hit)(q + st, f, deep) << (j + 1);
+            m2 |= MM_FN(hit)(q + 2 * st, f, deep) << (j + 2);
+            m3 |= MM_FN(hit)(q + 3 * st, f, deep) << (j + 3);
+        }
+        for (; j < nb; j++, q += st)
+            m0 |= MM_FN(hit)(q, f, deep) << j;
+        mask = m0 | m1 | m2 | m3;
+        while (mask != 0) {
+            int k = __builtin_ctzll(mask);
+            mask &= mask - 1;
+            mm_filter_hit(f, tid, stage, staged, MM_KEY(p + k * st));
         }
     }
+done:;
 }
 
 static void

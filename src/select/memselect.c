@@ -90,34 +90,6 @@ typedef struct {
     npy_intp rank_hi;
 } mm_group;
 
-/* The groups of ranks rk[r0:r1] - off by the digit (a[i] >> sh) & (nb - 1) of the keys
- * a[0:n), whose histogram is hist.  Returns how many, or -1 if the keys do not hold the
- * ranks (the array changed: introselect will say). */
-static npy_intp
-group_ranks(const uint32_t *hist, uint32_t nb, const npy_int64 *rk, npy_intp off,
-            npy_intp r0, npy_intp r1, mm_group *grp)
-{
-    npy_intp ng = 0, cum = off;
-    uint32_t b = 0;
-    for (npy_intp r = r0; r < r1;) {
-        mm_group *g = &grp[ng++];
-        while (b < nb && cum + (npy_intp)hist[b] <= rk[r])
-            cum += (npy_intp)hist[b++];
-        if (b == nb) {
-            ng = -1;
-            break;
-        }
-        g->digit = b;
-        g->count = (npy_intp)hist[b];
-        g->base = cum;
-        g->rank_lo = r;
-        while (r < r1 && rk[r] < cum + (npy_intp)hist[b])
-            r++;
-        g->rank_hi = r;
-    }
-    return ng;
-}
-
 /* Large buckets are narrowed in memory by the next digit, up to 16 bits with about 16
  * keys a bin (a histogram, then the keys of the wanted digits moved to the front),
  * which costs a few sequential passes where introselect would take many branchy ones.
@@ -128,10 +100,10 @@ mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_int
                  npy_intp r0, npy_intp r1, uint64_t *outk)
 {
     int w = bits < 16 ? bits : 16, sh, rc = -1;
-    uint32_t nb;
+    uint32_t nb, b = 0;
     uint32_t *hist = NULL;
     mm_group *grp = NULL;
-    npy_intp ng, start = 0;
+    npy_intp ng = 0, cum = off, start = 0;
 
     if (n <= MM_SMALL_SELECT || bits <= 0) {
         mm_multiselect(a, 0, n, rk, off, r0, r1, outk);
@@ -148,9 +120,20 @@ mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_int
         goto done;
     for (npy_intp i = 0; i < n; i++)
         hist[(a[i] >> sh) & (nb - 1)]++;
-    ng = group_ranks(hist, nb, rk, off, r0, r1, grp);
-    if (ng < 0)
-        goto done;
+    for (npy_intp r = r0; r < r1;) {
+        mm_group *g = &grp[ng++];
+        while (b < nb && cum + (npy_intp)hist[b] <= rk[r])
+            cum += (npy_intp)hist[b++];
+        if (b == nb) /* the keys do not hold the ranks: let introselect say */
+            goto done;
+        g->digit = b;
+        g->count = (npy_intp)hist[b];
+        g->base = cum;
+        g->rank_lo = r;
+        while (r < r1 && rk[r] < cum + (npy_intp)hist[b])
+            r++;
+        g->rank_hi = r;
+    }
     free(hist);
     hist = NULL;
     /* the keys of each group to the front, in digit order, then each group alone */

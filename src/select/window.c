@@ -45,8 +45,7 @@ win_count(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint32_t lo, ui
     uint64_t below = 0, above = 0;
     const uint32_t width = hi - lo;
     npy_intp i = 0;
-    if (st == 2)
-        i = mm_win_count_simd(p, cnt, kx, lo, hi, h, &below, &above);
+    mm_win_count_simd(p, cnt, st, kx, lo, hi, h, &below, &above, &i);
     for (; i < cnt; i++) {
         uint16_t v;
         uint32_t k;
@@ -86,8 +85,7 @@ run_keysum(void *arg, const char *p, npy_intp cnt, npy_intp st)
     mm_keysum_arg *a = arg;
     uint64_t sum = 0;
     npy_intp i = 0;
-    if (st == 2)
-        i = mm_keysum_simd(p, cnt, a->key_xor, &sum);
+    mm_keysum_simd(p, cnt, st, a->key_xor, &sum, &i);
     for (; i < cnt; i++) {
         uint16_t v;
         memcpy(&v, p + i * st, 2);
