@@ -227,7 +227,7 @@ mm_test_window_counts(PyObject *module, PyObject *noargs)
     long long counts[3];
     (void)module;
     (void)noargs;
-    mm_window_counts(counts);
+    mm_window_test_counts(counts);
     return Py_BuildValue("(LLL)", counts[0], counts[1], counts[2]);
 }
 

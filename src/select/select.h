@@ -235,7 +235,7 @@ int mm_first_digit_window(mm_sel *s, npy_intp ntasks, uint64_t *total, uint64_t 
                           mm_target *root, mm_target *pend, npy_intp *npend, double pb,
                           double ps);
 /* Lanes since import that took the windowed first pass: sampled, windowed, missed. */
-void mm_window_counts(long long counts[3]);
+void mm_window_test_counts(long long counts[3]);
 
 /* ---- short lanes (short.c) and NaN counts (nans.c) ------------------------------------- */
 

@@ -17,11 +17,11 @@
 #define MM_WIN_MAX_FRAC (1.0 / 32) /* a wider window (share of the sample): no window */
 
 /* Lanes that took the windowed first pass: sampled, counted through a window, and
- * missed by it (read by mm_window_counts, for the tests). */
+ * missed by it (read by mm_window_test_counts, for the tests only). */
 static atomic_llong mm_win_sampled, mm_win_windowed, mm_win_missed;
 
 void
-mm_window_counts(long long counts[3])
+mm_window_test_counts(long long counts[3])
 {
     counts[0] = (long long)atomic_load(&mm_win_sampled);
     counts[1] = (long long)atomic_load(&mm_win_windowed);
