@@ -25,7 +25,7 @@
  * handler chains to us.
  *
  * Guarded code must hold no lock and own no memory that only a local variable points
- * to, since the jump abandons it mid-way; the tasks of kernels.c qualify.
+ * to, since the jump abandons it mid-way; the selection tasks of src/select/ qualify.
  */
 #include "mmarray.h"
 

@@ -111,7 +111,7 @@ void mm_set_fault_error(PyObject *region, const void *addr, int write);
 
 /* ---- the other parts of the module: each adds its functions and constants ---- */
 
-/* kernels.c: selection and histogram kernels (median, quantiles). */
+/* src/select/: selection and histogram kernels (median, quantiles). */
 int mm_kernels_add(PyObject *module);
 /* pages.c: page-cache advice and residency (madvise, mincore, fadvise, write-back). */
 int mm_pages_add(PyObject *module);
