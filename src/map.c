@@ -1,7 +1,7 @@
 /* Making a Region's mapping: the checks on the file and the descriptor, then mmap.
  *
- * region.c parses the arguments and owns the object; the functions here fill a fresh
- * region with its descriptor and its mapping.  Every check runs before mmap, in checked
+ * region.c owns the object; the functions here check the access mode and the length,
+ * and fill a fresh region with its descriptor and its mapping.  Every check runs before mmap, in checked
  * arithmetic (size - offset < length, never offset + length > size), and every error
  * names the syscall or the cause and the path.
  */
@@ -33,6 +33,67 @@ set_value_error_at(PyObject *name, const char *format, ...)
     else if (msg != NULL)
         PyErr_SetObject(PyExc_ValueError, msg);
     Py_XDECREF(msg);
+}
+
+static int
+parse_access(PyObject *obj, mm_access *access)
+{
+    const char *s;
+    int ok = 0;
+
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "access must be 'r', 'w' or 'c', not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        goto done;
+    }
+    s = PyUnicode_AsUTF8(obj);
+    if (s == NULL)
+        goto done;
+    if (strcmp(s, "r") == 0)
+        *access = MM_ACCESS_READ;
+    else if (strcmp(s, "w") == 0)
+        *access = MM_ACCESS_WRITE;
+    else if (strcmp(s, "c") == 0)
+        *access = MM_ACCESS_COPY;
+    else {
+        PyErr_Format(PyExc_ValueError, "access must be 'r', 'w' or 'c', not %R", obj);
+        goto done;
+    }
+    ok = 1;
+done:
+    return ok;
+}
+
+int
+mm_map_check_nonnegative(long long length)
+{
+    int rc = 0;
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* The access= and length arguments of Region() and Region.open(), checked, with the
+ * mode normalised: 'c' is private, and 'w' on a private mapping means 'c'.  Returns 1,
+ * or 0 with an exception set. */
+int
+mm_map_parse_mode(PyObject *access_obj, long long length, mm_access *access, int *shared)
+{
+    int ok = 0;
+
+    if (access_obj != NULL && !parse_access(access_obj, access))
+        goto done;
+    if (mm_map_check_nonnegative(length) < 0)
+        goto done;
+    if (*access == MM_ACCESS_COPY)
+        *shared = 0;
+    else if (*access == MM_ACCESS_WRITE && !*shared)
+        *access = MM_ACCESS_COPY;
+    ok = 1;
+done:
+    return ok;
 }
 
 int

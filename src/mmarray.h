@@ -47,6 +47,9 @@ typedef struct {
 int mm_region_add(PyObject *module);
 /* 1 if obj is a Region of this module, else 0. */
 int mm_region_check(PyObject *module, PyObject *obj);
+/* A close-on-exec duplicate of the region's descriptor, owned by the caller; -1 with
+ * ValueError (no descriptor) or OSError set.  Call with the GIL held. */
+int mm_region_dup_fd(mm_region *self);
 
 /* map.c: fills a fresh region (fd -1, nothing mapped) with its mapping.  Each returns
  * 0, or -1 with an exception set (the caller then drops the region, which unmaps and
@@ -58,6 +61,11 @@ int mm_map_file(mm_region *region, int fd, long long length, long long offset,
 int mm_map_anonymous(mm_region *region, long long length, int shared);
 /* OverflowError unless a mapping of length bytes (plus a page) fits a Py_ssize_t. */
 int mm_map_check_length(long long length);
+/* ValueError for a negative length: 0, or -1 with the exception set. */
+int mm_map_check_nonnegative(long long length);
+/* Region()'s and Region.open()'s access= and length, checked, with the mode normalised
+ * ('c' is private; 'w' on a private mapping means 'c').  1, or 0 with an exception set. */
+int mm_map_parse_mode(PyObject *access_obj, long long length, mm_access *access, int *shared);
 
 /* ---- byte spans of a region (span.c) --------------------------------------- */
 
@@ -77,9 +85,6 @@ int mm_span_acquire(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_
 void mm_span_release(mm_span *span);
 /* File offset of the mapped byte at addr (addr lies inside the region's mapping). */
 long long mm_span_file_offset(const mm_span *span, const char *addr);
-/* A private duplicate of the region's descriptor, for syscalls made without the GIL
- * (a close() in another thread cannot redirect them); -1 with OSError set. */
-int mm_span_dup_fd(const mm_span *span);
 /* Runs fn(arg) under a SIGBUS guard over the span; releases the GIL if nogil.  Returns
  * 0, or -1 with OSError set (a SIGBUS names the region and the offset). */
 int mm_span_guarded(mm_span *span, void (*fn)(void *), void *arg, int nogil, int write);

@@ -224,7 +224,7 @@ file_range_call(PyObject *module, PyObject *obj, Py_ssize_t start, Py_ssize_t st
         res = Py_NewRef(Py_False);
         goto done;
     }
-    fd = mm_span_dup_fd(&span);
+    fd = mm_region_dup_fd(span.region);
     if (fd < 0)
         goto done;
     fstart = mm_span_file_offset(&span, span.addr);

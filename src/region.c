@@ -21,67 +21,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int
-parse_access(PyObject *obj, mm_access *access)
-{
-    const char *s;
-    int ok = 0;
-
-    if (!PyUnicode_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "access must be 'r', 'w' or 'c', not %.100s",
-                     Py_TYPE(obj)->tp_name);
-        goto done;
-    }
-    s = PyUnicode_AsUTF8(obj);
-    if (s == NULL)
-        goto done;
-    if (strcmp(s, "r") == 0)
-        *access = MM_ACCESS_READ;
-    else if (strcmp(s, "w") == 0)
-        *access = MM_ACCESS_WRITE;
-    else if (strcmp(s, "c") == 0)
-        *access = MM_ACCESS_COPY;
-    else {
-        PyErr_Format(PyExc_ValueError, "access must be 'r', 'w' or 'c', not %R", obj);
-        goto done;
-    }
-    ok = 1;
-done:
-    return ok;
-}
-
-static int
-check_length(long long length)
-{
-    int rc = 0;
-    if (length < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be non-negative, got %lld", length);
-        rc = -1;
-    }
-    return rc;
-}
-
-/* The access= and length arguments of Region() and Region.open(), checked, with the
- * mode normalised: 'c' is private, and 'w' on a private mapping means 'c'.  Returns 1,
- * or 0 with an exception set. */
-static int
-parse_mode(PyObject *access_obj, long long length, mm_access *access, int *shared)
-{
-    int ok = 0;
-
-    if (access_obj != NULL && !parse_access(access_obj, access))
-        goto done;
-    if (check_length(length) < 0)
-        goto done;
-    if (*access == MM_ACCESS_COPY)
-        *shared = 0;
-    else if (*access == MM_ACCESS_WRITE && !*shared)
-        *access = MM_ACCESS_COPY;
-    ok = 1;
-done:
-    return ok;
-}
-
 /* Unmaps and closes what the region still holds. Safe on a half-built region. */
 static void
 region_release_resources(mm_region *self)
@@ -137,7 +76,7 @@ region_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|LL$OpO:Region", kwlist, &fd, &length,
                                      &offset, &access_obj, &shared, &name))
         goto done;
-    if (!parse_mode(access_obj, length, &access, &shared))
+    if (!mm_map_parse_mode(access_obj, length, &access, &shared))
         goto done;
     if (fd < 0) {
         mm_set_oserror_fmt(EBADF, name, "fileno must be an open file descriptor");
@@ -165,7 +104,7 @@ region_open(PyObject *cls, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|LL$Op:open", kwlist, &path, &length,
                                      &offset, &access_obj, &shared))
         goto done;
-    if (!parse_mode(access_obj, length, &access, &shared))
+    if (!mm_map_parse_mode(access_obj, length, &access, &shared))
         goto done;
     fspath = PyOS_FSPath(path);
     if (fspath == NULL || !PyUnicode_FSConverter(fspath, &bytes))
@@ -196,7 +135,7 @@ region_anonymous(PyObject *cls, PyObject *args, PyObject *kwds)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|$p:anonymous", kwlist, &length, &shared))
         goto done;
-    if (check_length(length) < 0 || mm_map_check_length(length) < 0)
+    if (mm_map_check_nonnegative(length) < 0 || mm_map_check_length(length) < 0)
         goto done;
     self = region_alloc((PyTypeObject *)cls, Py_None);
     if (self != NULL && mm_map_anonymous(self, length, shared) < 0)
@@ -276,9 +215,10 @@ region_flush(mm_region *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"offset", "size", "sync", NULL};
     Py_ssize_t offset = 0, size;
     PyObject *size_obj = Py_None;
-    int sync = 1, rc, err = 0;
+    int sync = 1, rc, err = 0, fd = -1, held = 0;
     size_t page = mm_page_size(), start, end;
     char *base;
+    Py_buffer view;
     PyObject *res = NULL;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|nO$p:flush", kwlist, &offset, &size_obj, &sync))
@@ -307,6 +247,14 @@ region_flush(mm_region *self, PyObject *args, PyObject *kwds)
         res = Py_NewRef(Py_None);
         goto done;
     }
+    /* Without the GIL another thread may close() the region: the export keeps the
+     * mapping, and fdatasync runs on a descriptor of our own, never on a number that
+     * close() freed and some other open() reused. */
+    if (PyObject_GetBuffer((PyObject *)self, &view, PyBUF_SIMPLE) < 0)
+        goto done;
+    held = 1;
+    if (sync && self->fd >= 0 && (fd = mm_region_dup_fd(self)) < 0)
+        goto done;
     base = self->map_base;
     start = (size_t)(self->data - base) + (size_t)offset;
     end = start + (size_t)size;
@@ -316,7 +264,7 @@ region_flush(mm_region *self, PyObject *args, PyObject *kwds)
     if (rc != 0)
         err = errno;
     /* The file's size (set by create or grow) must reach the disk too. */
-    else if (sync && self->fd >= 0 && fdatasync(self->fd) != 0) {
+    else if (fd >= 0 && fdatasync(fd) != 0) {
         err = errno;
         rc = 1;
     }
@@ -327,7 +275,31 @@ region_flush(mm_region *self, PyObject *args, PyObject *kwds)
     }
     res = Py_NewRef(Py_None);
 done:
+    if (fd >= 0)
+        close(fd);
+    if (held)
+        PyBuffer_Release(&view);
     return res;
+}
+
+int
+mm_region_dup_fd(mm_region *self)
+{
+    int fd = -1;
+
+    if (self->fd < 0)
+        PyErr_Format(PyExc_ValueError, "%s has no file descriptor",
+                     self->closed ? "a closed Region" : "private anonymous memory");
+    else if ((fd = fcntl(self->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        mm_set_oserror(errno, "fcntl(F_DUPFD_CLOEXEC)", self->name);
+    return fd;
+}
+
+static PyObject *
+region_dup(mm_region *self, PyObject *Py_UNUSED(ignored))
+{
+    int fd = region_check_open(self) < 0 ? -1 : mm_region_dup_fd(self);
+    return fd < 0 ? NULL : PyLong_FromLong(fd);
 }
 
 static PyObject *
@@ -443,6 +415,10 @@ static PyMethodDef region_methods[] = {
      "flush(offset=0, size=None, *, sync=True)\n--\n\n"
      "msync the given byte range: MS_SYNC then fdatasync of the file (so that its size\n"
      "reaches the disk too), or only MS_ASYNC when sync is False."},
+    {"dup", (PyCFunction)region_dup, METH_NOARGS,
+     "dup()\n--\n\nA new descriptor of the mapped file (close-on-exec) that the caller owns and\n"
+     "must close: what to act on instead of fileno()'s number, which another thread's\n"
+     "close() frees for reuse.  ValueError for a closed region or private anonymous memory."},
     {"fileno", (PyCFunction)region_fileno, METH_NOARGS,
      "fileno()\n--\n\nThe region's own descriptor of the mapped file (a memfd for shared anonymous\nmemory, -1 for private anonymous memory)."},
     {"_repr_html_", (PyCFunction)region_repr_html, METH_NOARGS,

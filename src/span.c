@@ -4,7 +4,7 @@
  * outwards to whole pages of the mapping, together with a buffer export of the region:
  * while a function works on a span the mapping stays put, even if another thread calls
  * close().  A descriptor used with the GIL released is a private duplicate
- * (mm_span_dup_fd), so a concurrent close() cannot make the syscall land on some other
+ * (mm_region_dup_fd), so a concurrent close() cannot make the syscall land on some other
  * file.
  */
 #include "mmarray.h"
@@ -64,15 +64,6 @@ long long
 mm_span_file_offset(const mm_span *span, const char *addr)
 {
     return span->region->offset + (long long)(addr - span->region->data);
-}
-
-int
-mm_span_dup_fd(const mm_span *span)
-{
-    int fd = fcntl(span->region->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-        mm_set_oserror(errno, "fcntl(F_DUPFD_CLOEXEC)", span->region->name);
-    return fd;
 }
 
 int

@@ -101,7 +101,7 @@ punch_whole_pages(const mm_span *span, long long whole_start, long long whole_st
 {
     int fd, err, rc = -1;
 
-    fd = mm_span_dup_fd(span);
+    fd = mm_region_dup_fd(span->region);
     if (fd < 0)
         goto done;
     Py_BEGIN_ALLOW_THREADS

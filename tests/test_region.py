@@ -354,3 +354,69 @@ def test_repr_html_calls_the_hook_the_python_layer_set():
         _core._set_repr_html(previous)
     assert "<svg" in r._repr_html_()
     r.close()
+
+
+def test_flush_holds_the_mapping_against_a_concurrent_close(tmp_path):
+    """#13: flush() ran msync without the GIL and without an export, so a close() in
+    another thread unmapped under it (OSError ENOMEM) or freed the descriptor that
+    fdatasync then used.  Now the flush holds an export and a descriptor of its own: it
+    either finishes or, if close() came first, raises ValueError."""
+    import threading
+    import time
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(4 << 20))
+    errors: list[BaseException] = []
+    deadline = time.monotonic() + 3.0
+    rounds = 0
+    while time.monotonic() < deadline or rounds < 50:
+        r = Region.open(path, access="w")
+        with memoryview(r) as m:
+            m[::PAGESIZE] = b"\x01" * len(m[::PAGESIZE])  # dirty every page
+        start = threading.Barrier(2)
+
+        def flusher(r: Region = r, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                r.flush()
+            except ValueError:
+                pass  # closed before the flush began: the documented refusal
+            except BaseException as e:  # noqa: BLE001 - the test reports it
+                errors.append(e)
+
+        t = threading.Thread(target=flusher)
+        t.start()
+        start.wait()
+        time.sleep(rounds % 7 * 1e-5)
+        r.close()
+        t.join(10)
+        assert not t.is_alive()
+        rounds += 1
+    assert errors == [], errors[:3]
+    assert path.read_bytes()[: PAGESIZE + 1] == b"\x01" + bytes(PAGESIZE - 1) + b"\x01"
+
+
+def test_dup_owns_a_descriptor_of_the_same_file(raw_file):
+    """#13: dup() is what to act on instead of fileno()'s bare number."""
+    import fcntl
+
+    r = Region.open(raw_file)
+    fd = r.dup()
+    try:
+        assert fd != r.fileno()
+        assert os.fstat(fd).st_ino == os.stat(raw_file).st_ino
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        r.close()
+        assert os.pread(fd, 4, 0) == raw_file.read_bytes()[:4]  # still ours after close()
+    finally:
+        os.close(fd)
+    with pytest.raises(ValueError, match="closed"):
+        r.dup()
+    with pytest.raises(ValueError, match="private anonymous memory has no file descriptor"):
+        Region.anonymous(10, shared=False).dup()
+    shm = Region.anonymous(10)
+    fd = shm.dup()
+    try:
+        assert os.fstat(fd).st_size == 10
+    finally:
+        os.close(fd)
