@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 
 from ._core import PAGESIZE
+from ._workers import check_workers
 
 __all__ = ["map_chunks"]
 
@@ -54,7 +54,9 @@ def map_chunks(
         Rows per chunk. By default about 8 MiB of rows, rounded so that each
         chunk is a whole number of pages when the row size allows it.
     workers : int, optional
-        Threads or processes; ``os.cpu_count()`` by default.
+        Threads or processes (at least 1); by default the CPUs this process may
+        run on (``os.sched_getaffinity``, at most 256), as for `mmarray.median`.
+        Never more than the number of chunks.
     backend : {'thread', 'process'}
         ``'thread'`` suits functions that release the GIL (most numpy
         reductions). ``'process'`` uses a ``ProcessPoolExecutor``; chunks of
@@ -92,12 +94,7 @@ def map_chunks(
         chunk = operator.index(chunk)
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
-    if workers is None:
-        nworkers = os.cpu_count() or 1
-    else:
-        nworkers = operator.index(workers)
-        if nworkers < 1:
-            raise ValueError(f"workers must be at least 1, got {nworkers}")
+    nworkers = check_workers(workers)
     bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
     if not bounds:
         return []
