@@ -1,0 +1,181 @@
+"""The reduction harness: one sequence from a public statistic to the C kernels.
+
+`run` is the only way in: it checks ``workers=``, hands what the kernels cannot take
+to numpy (`mmarray._fallback`), applies numpy's ``axis``/``out``/``keepdims``
+handling (numpy's ``_ureduce``) around the statistic's kernel, and drives the
+progress report. Around the kernels it offers the lanes (`lanes`: a strided view,
+reduced axes last and merged), the progress fractions (`Reporter`) and the calls
+into ``_core`` (`select`, `nan_counts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+from . import _core
+from ._fallback import kernel_array
+from ._workers import check_workers
+
+__all__ = ["Axis", "Progress", "Reduction", "Reporter", "lanes", "nan_counts", "run", "select"]
+
+Axis = int | Sequence[int] | None
+Progress = bool | Callable[[float], Any]
+
+_PROGRESS_MIN = 1 << 24  # elements below which no progress bar is drawn
+
+
+def lanes(arr: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...], int]:
+    """A view of arr: kept axes first, then the reduced axes merged where the strides
+    allow (order inside a lane does not matter). Returns (view, outer shape, lane axes)."""
+    keep = [i for i in range(arr.ndim) if i not in axes]
+    x = arr
+    for ax in axes:  # flipping a reduced axis changes no order statistic
+        if x.strides[ax] < 0:
+            x = np.flip(x, ax)
+    red = sorted((ax for ax in axes if x.shape[ax] != 1), key=lambda ax: -x.strides[ax])
+    dims: list[list[int]] = []
+    for ax in red:
+        size, stride = x.shape[ax], x.strides[ax]
+        if dims and dims[-1][1] == stride * size:
+            dims[-1] = [dims[-1][0] * size, stride]
+        else:
+            dims.append([size, stride])
+    if not dims:
+        dims = [[1, x.itemsize]]
+    outer = tuple(x.shape[i] for i in keep)
+    shape = outer + tuple(d[0] for d in dims)
+    strides = tuple(x.strides[i] for i in keep) + tuple(d[1] for d in dims)
+    view = np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+    return view, outer, len(dims)
+
+
+class Reporter:
+    """Turns the kernels' progress fractions into a tqdm bar or calls to a callable."""
+
+    def __init__(self, progress: Progress, size: int) -> None:
+        self.fn: Callable[[float], Any] | None = None
+        self.bar: Any = None
+        self.last = 0.0
+        self.lo, self.hi = 0.0, 1.0
+        if callable(progress):
+            self.fn = progress
+        elif progress and size >= _PROGRESS_MIN:
+            self.fn = self._bar
+
+    def _bar(self, frac: float) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+            self.bar = tqdm(total=1000, desc="mmarray", leave=False, bar_format=fmt)
+        self.bar.n = int(frac * 1000)
+        self.bar.refresh()
+
+    def span(self, lo: float, hi: float) -> Callable[[float], Any] | None:
+        """A callback for a stage that covers [lo, hi] of the whole."""
+        if self.fn is None:
+            return None
+        self.lo, self.hi = lo, hi
+        return self
+
+    def __call__(self, frac: float) -> None:
+        f = self.lo + (self.hi - self.lo) * min(max(frac, 0.0), 1.0)
+        if f >= self.last and self.fn is not None:
+            self.last = f
+            self.fn(f)
+
+    def finish(self) -> None:
+        """Reports 1.0 once the result is ready."""
+        if self.fn is not None and self.last < 1.0:
+            self.last = 1.0
+            self.fn(1.0)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def select(
+    x: np.ndarray, r: int, ranks: np.ndarray, workers: int, progress: Any, reg: Any
+) -> np.ndarray:
+    """The kernels' values at ranks; reg (the Region under x, or None) is named in the
+    OSError a SIGBUS (a file truncated under its mapping) turns into."""
+    ranks = np.ascontiguousarray(ranks, dtype=np.int64)
+    return _core.select(x, r, ranks, workers, progress, region=reg)
+
+
+def nan_counts(
+    x: np.ndarray, r: int, outer: tuple[int, ...], workers: int, rep: Reporter, reg: Any
+) -> np.ndarray:
+    if x.dtype.kind != "f":
+        return np.zeros(outer, dtype=np.intp)
+    return _core.count_nan(x, r, workers, rep.span(0.0, 0.3), region=reg).reshape(outer)
+
+
+class Reduction(NamedTuple):
+    """One statistic, as `run` needs it.
+
+    ``kernel(arr, axes, out, workers, reporter, params)`` computes it with the C
+    kernels over the reduced ``axes`` of a kernel-ready array; ``fallback(a, axis,
+    out, keepdims, params)`` hands the call to numpy; ``accepts(params)``, where
+    given, says whether the kernels take the call's other parameters.
+    """
+
+    kernel: Callable[..., Any]
+    fallback: Callable[..., Any]
+    accepts: Callable[[Any], bool] | None = None
+
+
+def run(
+    how: Reduction,
+    a: Any,
+    axis: Axis,
+    out: np.ndarray | None,
+    keepdims: bool,
+    workers: int | None,
+    progress: Progress,
+    params: Any = None,
+) -> Any:
+    """The statistic ``how`` of a, in C where the kernels take it, else by numpy.
+
+    The sequence every public statistic follows: ``workers`` checked (on numpy's
+    path too) and capped at ``_core.MAX_WORKERS``; the fallback where `kernel_array`
+    or ``how.accepts`` turns the call away; else numpy's ``_ureduce`` (axis
+    normalisation, ``keepdims`` and ``out``) around ``how.kernel``, with progress
+    reported to 1.0 at the end and a progress bar closed on every exit.
+    """
+    nw = min(check_workers(workers), _core.MAX_WORKERS)
+    arr = kernel_array(a)
+    if arr is None or (how.accepts is not None and not how.accepts(params)):
+        return how.fallback(a, axis, out, keepdims, params)
+    rep = Reporter(progress, arr.size)
+    try:
+        # numpy's _ureduce: axes normalised, the kernel's out a view of out's kept axes
+        nd = arr.ndim
+        inner_out = out
+        if axis is not None:
+            axes = normalize_axis_tuple(axis, nd)
+            if keepdims and out is not None:
+                kept = tuple(0 if i in axes else slice(None) for i in range(nd))
+                inner_out = out[(Ellipsis,) + kept]
+        else:
+            axes = tuple(range(nd))
+            if keepdims and out is not None:
+                inner_out = out[(Ellipsis,) + (0,) * nd]
+        r = how.kernel(arr, axes, inner_out, nw, rep, params)
+        if out is not None:
+            r = out
+        elif keepdims:
+            if axis is None:
+                index_r: tuple[Any, ...] = (np.newaxis,) * nd
+            else:
+                index_r = tuple(np.newaxis if i in axes else slice(None) for i in range(nd))
+            r = r[(Ellipsis,) + index_r]
+        rep.finish()
+        return r
+    finally:
+        rep.close()
