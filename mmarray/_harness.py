@@ -18,7 +18,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 from . import _core
 from ._fallback import kernel_array
-from ._workers import check_workers
+from ._workers import kernel_workers
 
 __all__ = ["Axis", "Progress", "Reduction", "Reporter", "lanes", "nan_counts", "run", "select"]
 
@@ -148,7 +148,7 @@ def run(
     normalisation, ``keepdims`` and ``out``) around ``how.kernel``, with progress
     reported to 1.0 at the end and a progress bar closed on every exit.
     """
-    nw = min(check_workers(workers), _core.MAX_WORKERS)
+    nw = kernel_workers(workers)
     arr = kernel_array(a)
     if arr is None or (how.accepts is not None and not how.accepts(params)):
         return how.fallback(a, axis, out, keepdims, params)

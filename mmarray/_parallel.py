@@ -29,6 +29,16 @@ def _default_chunk(a: np.ndarray[Any, Any]) -> int:
     return max(step, rows - rows % step)
 
 
+def _chunk_rows(a: np.ndarray[Any, Any], chunk: int | None) -> int:
+    """Rows per chunk: ``chunk`` checked (an integer, at least 1), or the default."""
+    if chunk is None:
+        return _default_chunk(a)
+    rows = operator.index(chunk)
+    if rows < 1:
+        raise ValueError(f"chunk must be at least 1, got {rows}")
+    return rows
+
+
 def _call(func: Callable[[Any], T], chunk: np.ndarray[Any, Any]) -> T:
     return func(chunk)
 
@@ -88,12 +98,7 @@ def map_chunks(
     if a.ndim == 0:
         raise ValueError("map_chunks needs an array with at least one dimension")
     n = a.shape[0]
-    if chunk is None:
-        chunk = _default_chunk(a)
-    else:
-        chunk = operator.index(chunk)
-        if chunk < 1:
-            raise ValueError(f"chunk must be at least 1, got {chunk}")
+    chunk = _chunk_rows(a, chunk)
     nworkers = check_workers(workers)
     bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
     if not bounds:

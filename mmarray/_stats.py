@@ -3,15 +3,15 @@
 The C kernels (``mmarray._core.select``) find the values at the ranks numpy
 needs, streaming over the array in place: one histogram pass for 8- and 16-bit
 types, radix selection for 32- and 64-bit ones, threads over fixed chunks, memory
-that does not grow with the array. This module does what numpy does around its
-``partition`` call: it computes the ranks with numpy's own index arithmetic and
+that does not grow with the array. Around them, mmarray does what numpy does around
+its ``partition`` call: it computes the ranks with numpy's own index arithmetic and
 applies numpy's interpolation formulas to a small array holding the selected
 values, so results (values, dtypes, shapes, warnings) match numpy's. What the
 kernels do not handle (complex, object, byte-swapped data, weights, array
 subclasses, empty input) goes to numpy itself.
 
-Each function is one call of `mmarray._harness.run` with its statistic from
-`mmarray._order_stats`; numpy's arithmetic is in `mmarray._quantile_method`, the
+Each exact function is one call of `mmarray._harness.run` with its statistic from
+`mmarray._order_stats` (`median_estimate` calls `median`); numpy's arithmetic is in `mmarray._quantile_method`, the
 numpy fallbacks in `mmarray._fallback`.
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _core, _fallback
+from . import _fallback
 from ._harness import Axis, Progress, run
 from ._order_stats import MEDIAN, NANMEDIAN, NANQUANTILE, QUANTILE
 from ._quantile_method import Request, as_array
-from ._workers import check_workers
+from ._workers import kernel_workers
 
 __all__ = [
     "median",
@@ -254,7 +254,7 @@ def median_estimate(a: ArrayLike, *, chunk: int | None = None, workers: int | No
     >>> float(mmarray.median_estimate(a, chunk=100))
     499.5
     """
-    nw = min(check_workers(workers), _core.MAX_WORKERS)
+    nw = kernel_workers(workers)
     arr = np.asanyarray(a)
     if arr.ndim == 0:
         arr = arr.reshape(1)

@@ -7,7 +7,7 @@ import os
 
 from . import _core
 
-__all__ = ["check_workers", "default_workers"]
+__all__ = ["check_workers", "default_workers", "kernel_workers"]
 
 
 def default_workers() -> int:
@@ -68,3 +68,16 @@ def check_workers(workers: int | None) -> int:
     if count < 1:
         raise ValueError(f"workers must be at least 1, got {count}")
     return count
+
+
+def kernel_workers(workers: int | None) -> int:
+    """The threads a C kernel starts for ``workers=``: `check_workers`, at most
+    ``_core.MAX_WORKERS``.
+
+    Examples
+    --------
+    >>> from mmarray import _core
+    >>> kernel_workers(10**6) == _core.MAX_WORKERS
+    True
+    """
+    return min(check_workers(workers), _core.MAX_WORKERS)
