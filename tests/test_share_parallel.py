@@ -1,6 +1,8 @@
-"""mmarray.map_chunks: order, chunking, backends, errors."""
+"""mmarray.map_chunks: order, chunking, backends, errors, the default of workers."""
 
 from __future__ import annotations
+
+import concurrent.futures
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mmarray
+from mmarray import _core, _workers
 from mmarray._parallel import _default_chunk
 
 
@@ -75,3 +78,24 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="workers"):
         mmarray.map_chunks(len, a, workers=-1)
     assert mmarray.map_chunks(len, np.zeros((0, 3))) == []
+
+
+def test_default_workers_are_the_cpus_this_process_may_use(monkeypatch):
+    # one default for map_chunks and the statistics (map_chunks used os.cpu_count())
+    started = []
+
+    class Recording(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers=None):
+            started.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(_workers.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(_workers.os, "cpu_count", lambda: 64)
+    assert _workers.default_workers() == 3
+    assert mmarray.map_chunks(np.sum, np.arange(10), chunk=1) == list(range(10))
+    assert started == [3]
+    monkeypatch.setattr(_workers.os, "sched_getaffinity", lambda pid: set(range(10_000)))
+    assert _workers.default_workers() == _core.MAX_WORKERS
+    assert _workers.kernel_workers(None) == _workers.kernel_workers(10**9) == _core.MAX_WORKERS
+    assert _workers.check_workers(10**9) == 10**9  # map_chunks: not capped, as before
