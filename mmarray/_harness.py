@@ -95,6 +95,7 @@ class Reporter:
             self.fn(1.0)
 
     def close(self) -> None:
+        """Closes the progress bar, if one was drawn."""
         if self.bar is not None:
             self.bar.close()
 
@@ -111,6 +112,8 @@ def select(
 def nan_counts(
     x: np.ndarray, r: int, outer: tuple[int, ...], workers: int, rep: Reporter, reg: Any
 ) -> np.ndarray:
+    """The NaNs in each lane (shape ``outer``), reported as the first 30% of the work;
+    zeros, with no pass over the data, for types that hold no NaN."""
     if x.dtype.kind != "f":
         return np.zeros(outer, dtype=np.intp)
     return _core.count_nan(x, r, workers, rep.span(0.0, 0.3), region=reg).reshape(outer)

@@ -11,8 +11,8 @@ kernels do not handle (complex, object, byte-swapped data, weights, array
 subclasses, empty input) goes to numpy itself.
 
 Each exact function is one call of `mmarray._harness.run` with its statistic from
-`mmarray._order_stats` (`median_estimate` calls `median`); numpy's arithmetic is in `mmarray._quantile_method`, the
-numpy fallbacks in `mmarray._fallback`.
+`mmarray._order_stats` (`median_estimate` calls `median`); numpy's arithmetic is in
+`mmarray._quantile_method`, the numpy fallbacks in `mmarray._fallback`.
 """
 
 from __future__ import annotations
