@@ -2,7 +2,14 @@
 
 Reads the pytest-benchmark JSON (``.benchmarks/last.json``). In each group the
 case whose name contains ``mmarray`` is the reference; every other case is
-shown as ``peer time / mmarray time`` (above 1: mmarray is faster).
+shown as ``peer time / mmarray time`` (above 1: mmarray is faster). In a group
+with floor cases (names containing ``floor``: one read of the same bytes, the
+disk's sequential read, the syscalls of an open), "vs floor" is each case's time
+divided by the fastest floor's (1.00x: at the floor).
+
+Every time is the median of the case's samples and is per call: a sample of
+``iterations`` calls (the open cases, like ``timeit``'s ``number``) is divided by
+them by pytest-benchmark itself.
 """
 
 from __future__ import annotations
@@ -13,29 +20,54 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def _median(case: dict) -> float:
+    return case["stats"]["median"]
+
+
+def _name(case: dict) -> str:
+    name = case["name"].split("[")[0].removeprefix("test_")
+    if "[" in case["name"]:
+        name += "[" + case["name"].split("[", 1)[1]
+    return name
+
+
+def _vs_mmarray(case: dict, ref: dict | None) -> str:
+    if case is ref:
+        return "1 (reference)"
+    return f"{_median(case) / _median(ref):.2f}x" if ref else "-"
+
+
+def _vs_floor(case: dict, floor: dict | None) -> str:
+    if floor is None:
+        return ""
+    if case is floor:
+        return "1.00x (floor)"
+    return f"{_median(case) / _median(floor):.2f}x"
+
+
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
     groups: dict[str, list[dict]] = defaultdict(list)
     for b in data["benchmarks"]:
         groups[b.get("group") or b["name"]].append(b)
-    lines = ["| group | case | min | median | vs mmarray |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| group | case | min | median | vs mmarray | vs floor |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for group in sorted(groups):
         cases = groups[group]
         ref = next((c for c in cases if "mmarray" in c["name"]), None)
-        for c in sorted(cases, key=lambda c: c["stats"]["median"]):
-            med = c["stats"]["median"]
-            ratio = (
-                "1 (reference)"
-                if c is ref
-                else (f"{med / ref['stats']['median']:.2f}x" if ref else "-")
+        floors = [c for c in cases if "floor" in c["name"]]
+        floor = min(floors, key=_median) if floors else None
+        for c in sorted(cases, key=_median):
+            name = _name(c)
+            lines.append(
+                f"| {group} | {name} | {fmt(c['stats']['min'])} | {fmt(_median(c))} "
+                f"| {_vs_mmarray(c, ref)} | {_vs_floor(c, floor)} |"
             )
-            name = c["name"].split("[")[0].removeprefix("test_")
-            if "[" in c["name"]:
-                name += "[" + c["name"].split("[", 1)[1]
-            lines.append(f"| {group} | {name} | {fmt(c['stats']['min'])} | {fmt(med)} | {ratio} |")
             extra = c.get("extra_info") or {}
             for k, v in extra.items():
-                lines.append(f"| {group} | &nbsp;&nbsp;{name}: {k} | {v} | | |")
+                lines.append(f"| {group} | &nbsp;&nbsp;{name}: {k} | {v} | | | |")
     return "\n".join(lines)
 
 
