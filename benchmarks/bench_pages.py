@@ -5,16 +5,24 @@ Cold rounds start from a file evicted with ``mmarray.evict(path)`` (write back, 
 ``posix_fadvise(DONTNEED)``); each cold group records in ``extra_info`` the resident
 fraction measured right after an eviction, so a run on a file system that keeps
 evicted pages (tmpfs) shows it instead of passing off warm numbers as cold.
+
+Floors: for the cold rows, the disk's sequential read bandwidth (``floor_disk_read``:
+a plain loop of 64 MiB ``readinto`` calls over the evicted file); for the warm rows,
+one read of the cached file (``floor[mapped]``, ``floor[pread]``: see
+``conftest.ReadOnce``). Every timed call names the file by a str, as a user does.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mmarray
+
+from .conftest import ReadOnce, time_floor
 
 F8 = np.dtype("float64")
 ROUNDS = 3
@@ -47,7 +55,17 @@ def sum_np_fromfile(path: Path) -> float:
     return float(np.fromfile(path, dtype=F8).sum())
 
 
-def cold(benchmark, path: Path, func, expect: float, *args, **kw) -> None:
+def disk_read(path: str, buf: bytearray) -> int:
+    """Read the whole file with large ``readinto`` calls into one buffer: the bytes read."""
+    done, view = 0, memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(view):
+            done += n
+    return done
+
+
+def cold(benchmark, path: Path | str, func, expect: float, *args, **kw) -> None:
+    path = os.fspath(path)
     assert func(path, *args, **kw) == expect
     benchmark.extra_info["resident after evict"] = f"{evicted(path):.1%}"
 
@@ -57,7 +75,8 @@ def cold(benchmark, path: Path, func, expect: float, *args, **kw) -> None:
     benchmark.pedantic(func, args=(path, *args), kwargs=kw, setup=setup, rounds=ROUNDS)
 
 
-def warm(benchmark, path: Path, func, expect: float, **kw) -> None:
+def warm(benchmark, path: Path | str, func, expect: float, **kw) -> None:
+    path = os.fspath(path)
     assert func(path, **kw) == expect  # also loads the page cache
     benchmark.pedantic(func, args=(path,), kwargs=kw, rounds=ROUNDS, iterations=1)
 
@@ -97,6 +116,13 @@ def test_cold_np_fromfile(benchmark, float64_1gib, f8_sum):
     cold(benchmark, float64_1gib, sum_np_fromfile, f8_sum)
 
 
+@pytest.mark.benchmark(group="cold sum 1 GiB f8")
+def test_cold_floor_disk_read(benchmark, float64_1gib):
+    """The disk's sequential read bandwidth: the bytes read from the evicted file, no sum."""
+    buf = bytearray(64 << 20)
+    cold(benchmark, float64_1gib, disk_read, float64_1gib.stat().st_size, buf)
+
+
 # ---- warm: the same with the file in the page cache ------------------------------------------
 
 
@@ -119,6 +145,12 @@ def test_warm_np_memmap(benchmark, float64_1gib, f8_sum):
 @pytest.mark.benchmark(group="warm sum 1 GiB f8")
 def test_warm_np_fromfile(benchmark, float64_1gib, f8_sum):
     warm(benchmark, float64_1gib, sum_np_fromfile, f8_sum)
+
+
+@pytest.mark.benchmark(group="warm sum 1 GiB f8")
+@pytest.mark.parametrize("kind", ["mapped", "pread"])
+def test_warm_floor(benchmark, float64_1gib, read_once: ReadOnce, kind):
+    time_floor(benchmark, read_once, float64_1gib, kind)
 
 
 # ---- sparse create of 24 GiB -----------------------------------------------------------------
