@@ -74,8 +74,16 @@ test: build  ## the whole test suite, docs examples included
 test-fast: build  ## the test suite without the tests marked slow
 	$(PYTEST) -q -m "not slow"
 
-bench: build  ## benchmarks against numpy and the multiprocessing recipes; prints the ratio table
-	mkdir -p .benchmarks && $(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,rounds --benchmark-sort=name --benchmark-json=.benchmarks/last.json
+# The bench extra (polars, pyarrow, duckdb: the peers of the median benchmarks), read
+# from pyproject.toml and installed into .venv on first use; make test does not need it.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))" > $(VENV)/bench-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/bench-requirements.txt
+	touch $@
+
+bench: build $(BENCH_STAMP)  ## benchmarks against numpy, the peers and the floors; prints the ratio table
+	mkdir -p .benchmarks && $(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,median,mean,rounds,iterations --benchmark-sort=name --benchmark-json=.benchmarks/last.json
 	$(PY) -m benchmarks.report
 
 scaling: build  ## median time and speedup for 1, 2, 4, 8, 16 workers (as many as there are CPUs)
