@@ -66,7 +66,7 @@ GiB = 1 << 30
 SCALE = float(os.environ.get("MMARRAY_BENCH_SCALE", "1"))
 WORKERS = len(os.sched_getaffinity(0))  # mmarray.median's default number of threads
 ROUNDS = 5  # samples of each median-sized case (a second or less per call)
-SLOW_ROUNDS = 3  # samples of each case that takes seconds (np.median, Pool recipes)
+SLOW_ROUNDS = 3  # samples of each case that takes seconds (np.median, Pool recipes, peers)
 
 
 def scaled(nbytes: int, itemsize: int = 1) -> int:
