@@ -46,6 +46,17 @@ The README's table once disagreed with a plain ``timeit`` loop on the same machi
 The file kind (a sparse 1 GiB file in the open cases, not a file of data) made no
 measurable difference (np.memmap 21.8 vs 20.4 us, mmarray.open 11.0 vs 11.7 us),
 but the open cases now open the float64 data file anyway.
+
+After these changes, side by side on the loaded 2-core VM (2026-12-02, min of 15
+samples of 200 calls): the benchmark gave np.memmap 22-24 us against mmarray.open's
+12.7 us (1.8-1.9x) where a plain ``timeit.repeat`` loop gave 19.4 against 9.0 us;
+``np.load(mmap_mode='r')`` 78-86 us against 25-26 us (3.1-3.3x), by hand 72.8 against
+22.3 us (3.3x). The old setup gave 3.5x and 7.5x that morning on the same machine.
+For the int16 median the run-to-run spread of ``np.median`` (4.5-5.6 s) is as large
+as the gap itself; what the old setup did differently there is points 3 and 4 (a
+median of ~16 one-call rounds for mmarray against 3 for numpy, the file written just
+before): both now follow the rule above, and ``open_and_median`` shows the figure
+for a user who maps the file afresh in the timed call.
 """
 
 from __future__ import annotations
