@@ -4,25 +4,20 @@ Map raw and ``.npy`` files (or anonymous memory) and get plain numpy arrays at
 once: no parsing, no copy, pages loaded on first touch.
 """
 
-from . import _core, _pages
-from ._api import Region, anonymous, create, open, region
-from ._core import PAGESIZE
+from . import _core, _picture
+from ._api import anonymous, create, open
+from ._cache import advise, evict, prefetch
+from ._core import PAGESIZE, Region
+from ._grow import grow
 from ._lock import lock
 from ._memmap import memmap
-from ._pages import (
-    DiskUsage,
-    Residency,
-    advise,
-    disk_usage,
-    evict,
-    extents,
-    grow,
-    prefetch,
-    punch,
-    residency,
-)
+from ._named import named, unlink
 from ._parallel import map_chunks
-from ._share import ArrayRef, _install_reducer, named, share, unlink
+from ._picture import Residency, residency
+from ._reducer import install_reducer as _install_reducer
+from ._ref import ArrayRef, share
+from ._region import region
+from ._sparse import DiskUsage, disk_usage, extents, punch
 from ._stats import (
     median,
     median_estimate,
@@ -69,4 +64,4 @@ __all__ = [
 ]
 
 _install_reducer()  # arrays sent through multiprocessing travel by reference
-_core._set_repr_html(_pages.region_html)  # Region._repr_html_ draws the resident pages
+_core._set_repr_html(_picture.region_html)  # Region._repr_html_ draws the resident pages

@@ -1,10 +1,9 @@
-"""Public constructors: open, create, anonymous, region."""
+"""Public constructors: open, create, anonymous."""
 
 from __future__ import annotations
 
 import errno
 import itertools
-import math
 import operator
 import os
 import stat
@@ -15,56 +14,18 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _npy
+from ._cache import advise, prefetch
 from ._core import Region
 from ._core import ndarray as _ndarray
+from ._extent import contiguous_nbytes
+from ._shape import checked_dtype, expand_subarray, order_is_fortran, shape_tuple
 
-__all__ = ["open", "create", "anonymous", "region", "Region"]
+__all__ = ["open", "create", "anonymous"]
 
 _OPEN_MODES = {"r": ("r", True), "r+": ("w", True), "c": ("c", False)}
 _ALLOCATE = ("sparse", "reserve")
 _pyopen = open
 _tmp_serial = itertools.count()
-
-
-def _shape_tuple(shape: Any) -> tuple[int, ...]:
-    """Normalise an int or a sequence of ints into a tuple, rejecting negatives."""
-    if isinstance(shape, int):
-        shape = (shape,)
-    else:
-        try:
-            shape = (operator.index(shape),)
-        except TypeError:
-            shape = tuple(operator.index(n) for n in shape)
-    for n in shape:
-        if n < 0:
-            raise ValueError(f"negative dimension {n} in shape {shape}")
-    return shape
-
-
-def _order_is_fortran(order: str) -> bool:
-    if order == "C":
-        return False
-    if order == "F":
-        return True
-    raise ValueError(f"order must be 'C' or 'F', not {order!r}")
-
-
-def _checked_dtype(dtype: DTypeLike) -> np.dtype[Any]:
-    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
-    if dt.hasobject:
-        raise TypeError(f"cannot map arrays of Python objects (dtype {dt})")
-    return dt
-
-
-def _expand_subarray(
-    shape: tuple[int, ...], dt: np.dtype[Any]
-) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """A subarray dtype such as ``('u2', (3,))`` adds its dimensions to the shape, as
-    in numpy's arrays; a ``.npy`` header can only describe the expanded array."""
-    if dt.subdtype is None:
-        return shape, dt
-    base, sub = dt.subdtype
-    return shape + tuple(sub), base
 
 
 def open(  # noqa: A001 - the public name is mmarray.open
@@ -133,16 +94,7 @@ def open(  # noqa: A001 - the public name is mmarray.open
     if advice is not None or populate:
         arr = open(path, mode, dtype=dtype, shape=shape, offset=offset, order=order)
         return _pages_at_open(arr, advice, populate)
-    try:
-        access, shared = _OPEN_MODES[mode]
-    except (KeyError, TypeError):
-        raise ValueError(f"mode must be 'r', 'r+' or 'c', not {mode!r}") from None
-    fortran = _order_is_fortran(order)
-    dt = None if dtype is None else _checked_dtype(dtype)
-    offset = operator.index(offset)
-    if offset < 0:
-        raise ValueError(f"offset must be non-negative, got {offset}")
-    shp = None if shape is None else _shape_tuple(shape)
+    access, shared, fortran, dt, offset, shp = _open_arguments(mode, order, dtype, offset, shape)
     start = 0 if dt is None else offset  # a .npy file is mapped whole
     if access == "r":
         reg = Region.open(path, 0, start)
@@ -151,41 +103,64 @@ def open(  # noqa: A001 - the public name is mmarray.open
     try:
         if dt is None:
             return _open_npy(reg, shp, offset)
-        avail = reg.size
-        if shp is None:
-            if dt.itemsize == 0:
-                raise ValueError(
-                    f"{reg.name}: the {dt} item size is 0, so shape= cannot be inferred; give it"
-                )
-            if avail % dt.itemsize:
-                raise ValueError(
-                    f"{reg.name}: {avail} bytes after offset {offset} are not a multiple of "
-                    f"the {dt} item size ({dt.itemsize})"
-                )
-            shp = (avail // dt.itemsize,)
-        else:
-            try:
-                _npy.check_shape(shp, dt.itemsize)
-            except ValueError as e:
-                raise ValueError(f"{reg.name}: {e}") from None
-            need = math.prod(shp) * dt.itemsize
-            if need > avail:
-                raise ValueError(
-                    f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
-                    f"but the file has {avail}"
-                )
-        return _ndarray(reg, dt, shp, 0, fortran)
+        return _open_raw(reg, dt, shp, offset, fortran)
     except BaseException:
         reg.close()
         raise
 
 
+def _open_arguments(
+    mode: str, order: str, dtype: DTypeLike | None, offset: int, shape: Any
+) -> tuple[str, bool, bool, np.dtype[Any] | None, int, tuple[int, ...] | None]:
+    """Check open's arguments, in this order: mode, order, dtype, offset, shape. Return
+    (access, shared, fortran, dtype or None, offset, shape or None)."""
+    try:
+        access, shared = _OPEN_MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"mode must be 'r', 'r+' or 'c', not {mode!r}") from None
+    fortran = order_is_fortran(order)
+    dt = None if dtype is None else checked_dtype(dtype)
+    offset = operator.index(offset)
+    if offset < 0:
+        raise ValueError(f"offset must be non-negative, got {offset}")
+    shp = None if shape is None else shape_tuple(shape)
+    return access, shared, fortran, dt, offset, shp
+
+
+def _open_raw(
+    reg: Region, dt: np.dtype[Any], shp: tuple[int, ...] | None, offset: int, fortran: bool
+) -> np.ndarray[Any, Any]:
+    """Build the array of a mapped raw file (reg maps it from ``offset`` on)."""
+    avail = reg.size
+    if shp is None:
+        if dt.itemsize == 0:
+            raise ValueError(
+                f"{reg.name}: the {dt} item size is 0, so shape= cannot be inferred; give it"
+            )
+        if avail % dt.itemsize:
+            raise ValueError(
+                f"{reg.name}: {avail} bytes after offset {offset} are not a multiple of "
+                f"the {dt} item size ({dt.itemsize})"
+            )
+        shp = (avail // dt.itemsize,)
+    else:
+        try:
+            _npy.check_shape(shp, dt.itemsize)
+        except ValueError as e:
+            raise ValueError(f"{reg.name}: {e}") from None
+        need = contiguous_nbytes(shp, dt.itemsize)
+        if need > avail:
+            raise ValueError(
+                f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
+                f"but the file has {avail}"
+            )
+    return _ndarray(reg, dt, shp, 0, fortran)
+
+
 def _pages_at_open(
     arr: np.ndarray[Any, Any], advice: str | None, populate: bool
 ) -> np.ndarray[Any, Any]:
-    """Apply open's ``advice=`` and ``populate=`` (see mmarray._pages)."""
-    from ._pages import advise, prefetch
-
+    """Apply open's ``advice=`` and ``populate=`` (see mmarray._cache)."""
     if advice is not None:
         advise(arr, advice)
     if populate:
@@ -211,7 +186,7 @@ def _open_npy(reg: Region, shape: tuple[int, ...] | None, offset: int) -> np.nda
         raise ValueError(f"{reg.name}: bad .npy header: {e}") from None
     if shape is not None and shape != shp:
         raise ValueError(f"{reg.name}: shape {shape} does not match the .npy header's {shp}")
-    need = math.prod(shp) * dt.itemsize
+    need = contiguous_nbytes(shp, dt.itemsize)
     if reg.size - span < need:
         raise ValueError(
             f"{reg.name}: .npy header says shape {shp} of {dt} ({need} bytes) but the "
@@ -269,45 +244,28 @@ def create(
     array([[1.5, 1.5],
            [1.5, 1.5]], dtype=float32)
     """
-    shp, dt = _expand_subarray(_shape_tuple(shape), _checked_dtype(dtype))
-    fortran = _order_is_fortran(order)
+    shp, dt = expand_subarray(shape_tuple(shape), checked_dtype(dtype))
+    fortran = order_is_fortran(order)
     if allocate not in _ALLOCATE:
         raise ValueError(f"allocate must be 'sparse' or 'reserve', not {allocate!r}")
     _npy.check_shape(shp, dt.itemsize)
     path = os.fspath(path)
-    nbytes = math.prod(shp) * dt.itemsize
     header = _npy.make_header(shp, dt, fortran) if os.fsdecode(path).endswith(".npy") else b""
-    total = len(header) + nbytes
+    total = len(header) + contiguous_nbytes(shp, dt.itemsize)
     if total > sys.maxsize:
         raise ValueError(f"shape {shp} of {dt} needs {total} bytes: too big for a file")
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     target = path
     perms = None  # a new file: 0o666 reduced by the umask, as open() makes it
     if exist_ok:
         path, perms = _replacement(path)
-    fd = os.open(path, flags, 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     ok = False
     try:
-        if perms is not None:
-            os.fchmod(fd, perms)  # the replaced file's permissions, exactly
-        if header:
-            os.pwrite(fd, header, 0)
-        try:
-            if allocate == "reserve" and total:
-                os.posix_fallocate(fd, 0, total)
-            else:
-                os.ftruncate(fd, total)
-        except OSError as e:
-            raise OSError(
-                e.errno, f"cannot size the file to {total} bytes: {e.strerror}", target
-            ) from None
+        _prepare_file(fd, perms, header, total, allocate, target)
         reg = Region(fd, total, 0, access="w", name=os.fspath(target))
         arr = _ndarray(reg, dt, shp, len(header), fortran)
         if fill is not None:
-            value = np.asarray(fill, dtype=dt)
-            _check_fill_shape(value, arr.shape)  # a zero fill is skipped: check it anyway
-            if value.tobytes() != bytes(dt.itemsize):
-                arr[...] = value
+            _fill(arr, fill, dt)
         if exist_ok:
             os.replace(path, target)
         ok = True
@@ -316,6 +274,34 @@ def create(
         if not ok:
             os.unlink(path)
     return arr
+
+
+def _prepare_file(
+    fd: int, perms: int | None, header: bytes, total: int, allocate: str, target: Any
+) -> None:
+    """Give a new file its permissions, its header and its size (``total`` bytes,
+    reserved on disk for ``allocate='reserve'``)."""
+    if perms is not None:
+        os.fchmod(fd, perms)  # the replaced file's permissions, exactly
+    if header:
+        os.pwrite(fd, header, 0)
+    try:
+        if allocate == "reserve" and total:
+            os.posix_fallocate(fd, 0, total)
+        else:
+            os.ftruncate(fd, total)
+    except OSError as e:
+        raise OSError(
+            e.errno, f"cannot size the file to {total} bytes: {e.strerror}", target
+        ) from None
+
+
+def _fill(arr: np.ndarray[Any, Any], fill: Any, dt: np.dtype[Any]) -> None:
+    """Write ``fill`` to every element of a new (zero) array; a zero fill is free."""
+    value = np.asarray(fill, dtype=dt)
+    _check_fill_shape(value, arr.shape)  # a zero fill is skipped: check it anyway
+    if value.tobytes() != bytes(dt.itemsize):
+        arr[...] = value
 
 
 def _check_fill_shape(value: np.ndarray[Any, Any], shape: tuple[int, ...]) -> None:
@@ -387,33 +373,8 @@ def anonymous(
     >>> int(a.sum())
     42
     """
-    shp, dt = _expand_subarray(_shape_tuple(shape), _checked_dtype(dtype))
-    fortran = _order_is_fortran(order)
+    shp, dt = expand_subarray(shape_tuple(shape), checked_dtype(dtype))
+    fortran = order_is_fortran(order)
     _npy.check_shape(shp, dt.itemsize)
-    reg = Region.anonymous(math.prod(shp) * dt.itemsize, shared=shared)
+    reg = Region.anonymous(contiguous_nbytes(shp, dt.itemsize), shared=shared)
     return _ndarray(reg, dt, shp, 0, fortran)
-
-
-def region(a: Any) -> Region | None:
-    """Return the :class:`Region` whose memory ``a`` (or any view of it) uses, else None.
-
-    Examples
-    --------
-    >>> import mmarray
-    >>> a = mmarray.anonymous(10, "u1")
-    >>> mmarray.region(a[2:5]) is mmarray.region(a)
-    True
-    >>> mmarray.region([1, 2]) is None
-    True
-    """
-    obj = a
-    for _ in range(64):
-        if isinstance(obj, Region):
-            return obj
-        if isinstance(obj, np.ndarray):
-            obj = obj.base
-        elif isinstance(obj, memoryview):
-            obj = obj.obj
-        else:
-            return None
-    return None

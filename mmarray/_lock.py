@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._api import region
-from ._share import _span
+from ._extent import array_extent
+from ._region import region
 
 __all__ = ["lock"]
 
@@ -86,7 +86,7 @@ def lock(
             "whose region is open"
         )
     fd = reg.fileno()
-    low, length, _ = _span(a)
+    low, length, _ = array_extent(a)
     start = reg.offset + (low - reg.address if length else 0)
     length = max(length, 1)  # l_len 0 would mean "to the end of the file"
     kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK

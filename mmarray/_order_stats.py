@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _fallback
-from ._api import region as region_of
+from ._region import region as region_of
 from ._harness import Reduction, Reporter, lanes, nan_counts, select
 from ._quantile_method import Plan, Request, as_array
 

@@ -34,7 +34,7 @@ VALGRIND_SKIPS = {
         "valgrind 3.19 runs one thread at a time; a thread blocked in F_OFD_SETLKW was seen "
         "to keep the lock's holder from ever running again (deadlock)"
     ),
-    "tests/test_pages.py::test_evict_path_and_region": (
+    "tests/test_cache.py::test_evict_path_and_region": (
         "valgrind preads the first KiB of every file the program maps (looking for debug "
         "information), which loads pages that the test expects to be evicted"
     ),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mmarray
-from mmarray import _order_stats, _pages
+from mmarray import _grow, _order_stats
 
 # ---- corrupt .npy headers: a ValueError naming the file, never a mapping past its end -------
 
@@ -445,7 +445,7 @@ def test_bug_grow_left_a_grown_file_when_the_new_mapping_failed(tmp_path, monkey
     def no_array(*args, **kwargs):
         raise OSError(errno.ENOMEM, "mmap: Cannot allocate memory")
 
-    monkeypatch.setattr(_pages, "_ndarray", no_array)
+    monkeypatch.setattr(_grow, "_ndarray", no_array)
     with pytest.raises(OSError, match="Cannot allocate"):
         mmarray.grow(a, 5)
     assert path.read_bytes() == before  # size and header as they were

@@ -26,7 +26,7 @@ PRELUDE = """
 import json, os, resource, signal, sys, threading
 import numpy as np
 import mmarray
-from mmarray import _core, _pages
+from mmarray import _cache, _core
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a child killed by SIGBUS leaves no core
 
 def attempt(fn):
@@ -164,11 +164,11 @@ reg = mmarray.region(a)
 full = os.path.getsize(path)
 
 def prefetch_by_touch(v):
-    _pages._have_populate = False  # the fallback: MADV_WILLNEED, then a read per page
+    _cache._have_populate = False  # the fallback: MADV_WILLNEED, then a read per page
     try:
         mmarray.prefetch(v)
     finally:
-        _pages._have_populate = True
+        _cache._have_populate = True
 
 faulting = {
     "prefetch": lambda: mmarray.prefetch(a),

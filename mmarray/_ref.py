@@ -1,0 +1,300 @@
+"""References to arrays in shareable memory: :class:`ArrayRef`, :func:`share`, and
+mapping a reference again on the receiving side.
+
+An array whose memory is a shareable :class:`Region` (a file mapped ``MAP_SHARED``,
+``anonymous(shared=True)`` memory, which is a memfd, or named shared memory) is
+described by an :class:`ArrayRef`: where the bytes live, which file that must be
+(device and inode), the byte span the array covers, and its shape, strides, dtype
+and writeability. The receiver maps the same pages and rebuilds the same view.
+
+Two ways of naming the file:
+
+* by path: a file that still has a name. The path is read back from
+  ``/proc/self/fd`` when the reference is made, so a renamed file is still found;
+  the receiver checks device and inode, and that the file still holds the span,
+  so a replaced or truncated file raises ``OSError(ESTALE)`` instead of mapping
+  the wrong data.
+* by descriptor: memfds and deleted files, which have no name. :func:`share`
+  (any transport) names the descriptor as ``/proc/<pid>/fd/<n>``, which works
+  only while the sending process keeps the region open. Through multiprocessing
+  the descriptor itself travels instead (see :mod:`mmarray._reducer`).
+"""
+
+from __future__ import annotations
+
+import errno
+import operator
+import os
+from typing import Any
+
+import numpy as np
+
+from ._core import Region
+from ._core import ndarray as _ndarray
+from ._extent import array_extent, strided_extent
+from ._region import region
+from ._shape import shape_tuple
+
+__all__ = ["ArrayRef", "describe", "open_ref", "share"]
+
+
+class ArrayRef:
+    """A small picklable handle to an array in shareable memory; see :func:`share`.
+
+    ``open()`` maps the same pages and returns an ndarray with the same shape,
+    strides, dtype and writeability. Attributes are read-only.
+    """
+
+    __slots__ = (
+        "kind",
+        "path",
+        "device",
+        "inode",
+        "file_size",
+        "offset",
+        "length",
+        "data_offset",
+        "shape",
+        "strides",
+        "dtype",
+        "writeable",
+    )
+    kind: str
+    path: str
+    device: int
+    inode: int
+    file_size: int
+    offset: int
+    length: int
+    data_offset: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    dtype: np.dtype[Any]
+    writeable: bool
+
+    def __init__(self, *fields: Any) -> None:
+        if len(fields) != len(self.__slots__):
+            raise TypeError(f"ArrayRef takes {len(self.__slots__)} fields, got {len(fields)}")
+        for name, value in zip(self.__slots__, fields, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("ArrayRef is immutable")
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ArrayRef, self._fields())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArrayRef) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"ArrayRef({self.kind} {self.path!r} offset={self.offset} length={self.length} "
+            f"shape={self.shape} dtype={self.dtype} writeable={self.writeable})"
+        )
+
+    def open(self) -> np.ndarray[Any, Any]:
+        """Map the referenced memory and return the array.
+
+        Raises
+        ------
+        FileNotFoundError
+            The file (or, for a memfd, the process that held it) is gone.
+        OSError
+            With ``errno.ESTALE`` when the file was replaced (another device or
+            inode) or truncated below the referenced bytes since the reference was made.
+        """
+        return open_ref(self, None)
+
+
+def _check_ref(ref: ArrayRef) -> np.dtype[Any]:
+    """Refuse a malformed reference (a forged or corrupted one) before anything is opened:
+    every field of the right type, and the array it describes inside its bytes."""
+    if ref.kind not in ("path", "fd"):
+        raise ValueError(f"bad ArrayRef: kind must be 'path' or 'fd', not {ref.kind!r}")
+    if not isinstance(ref.path, str):
+        raise TypeError(f"bad ArrayRef: path must be a str, not {type(ref.path).__name__}")
+    for field in ("device", "inode", "offset", "length", "data_offset"):
+        value = getattr(ref, field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"bad ArrayRef: {field} must be an int, not {value!r}")
+        if value < 0:
+            raise ValueError(f"bad ArrayRef: {field} must be non-negative, got {value}")
+    if not isinstance(ref.writeable, (bool, np.bool_)):
+        raise TypeError(f"bad ArrayRef: writeable must be a bool, not {ref.writeable!r}")
+    dt = ref.dtype
+    if not isinstance(dt, np.dtype):
+        raise TypeError(f"bad ArrayRef: dtype must be a numpy dtype, not {dt!r}")
+    if dt.hasobject:
+        raise TypeError(f"bad ArrayRef: cannot map arrays of Python objects (dtype {dt})")
+    shape, strides = shape_tuple(ref.shape), tuple(operator.index(s) for s in ref.strides)
+    if len(strides) != len(shape):
+        raise ValueError(f"bad ArrayRef: {len(shape)} dimensions but {len(strides)} strides")
+    if 0 not in shape:
+        low, high = strided_extent(shape, strides, dt.itemsize)
+        lo, hi = ref.data_offset + low, ref.data_offset + high
+        if lo < 0 or hi > ref.length:
+            raise ValueError(
+                f"bad ArrayRef: its array (bytes {lo}..{hi}) does not lie inside "
+                f"the {ref.length} bytes it references"
+            )
+    return dt
+
+
+def open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
+    """Map ``ref``; ``fd`` is a descriptor of the file when one was passed along."""
+    dt = _check_ref(ref)
+    if ref.length == 0:
+        empty = np.ndarray(ref.shape, dt, strides=ref.strides)
+        empty.flags.writeable = bool(ref.writeable)
+        return empty
+    own = fd is None
+    if fd is None:
+        # O_NONBLOCK: a path that now names a FIFO must not block the open
+        flags = (os.O_RDWR if ref.writeable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            fd = os.open(ref.path, flags)
+        except FileNotFoundError:
+            what = (
+                "the process holding this memory exited or closed it"
+                if ref.kind == "fd"
+                else ("the file was deleted or moved")
+            )
+            raise FileNotFoundError(
+                errno.ENOENT, f"cannot open the memory behind an ArrayRef: {what}", ref.path
+            ) from None
+        except PermissionError:
+            how = "reading and writing" if ref.writeable else "reading"
+            raise PermissionError(
+                errno.EACCES,
+                f"cannot open the memory behind an ArrayRef for {how}: this process "
+                "lacks the permission (it may run as another user than the sender)",
+                ref.path,
+            ) from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (ref.device, ref.inode):
+            raise OSError(
+                errno.ESTALE,
+                f"stale ArrayRef: the file was replaced since the reference was made "
+                f"(device/inode {st.st_dev}/{st.st_ino}, expected {ref.device}/{ref.inode})",
+                ref.path,
+            )
+        if st.st_size - ref.offset < ref.length:
+            raise OSError(
+                errno.ESTALE,
+                f"stale ArrayRef: the file was truncated to {st.st_size} bytes since the "
+                f"reference was made ({ref.file_size} bytes); the array needs bytes "
+                f"{ref.offset}..{ref.offset + ref.length}",
+                ref.path,
+            )
+        name = ref.path if ref.kind == "path" else None
+        reg = Region(
+            fd, ref.length, ref.offset, access="w" if ref.writeable else "r", shared=True, name=name
+        )
+    finally:
+        if own:
+            os.close(fd)
+    base = _ndarray(reg, np.uint8, (ref.length,))
+    return np.ndarray(ref.shape, dt, buffer=base, offset=ref.data_offset, strides=ref.strides)
+
+
+def describe(a: np.ndarray[Any, Any]) -> tuple[ArrayRef, int] | None:
+    """An ArrayRef for ``a`` and its region's descriptor, or None when ``a`` is not shareable."""
+    reg = region(a)
+    if reg is None or not reg.shared or reg.access == "c" or reg.closed:
+        return None
+    fd = reg.fileno()
+    if fd < 0:
+        return None
+    if a.dtype.hasobject:
+        return None
+    low, length, data_offset = array_extent(a)
+    st = os.fstat(fd)
+    rel = low - reg.address if length else 0
+    if length and (rel < 0 or reg.size - rel < length):
+        return None  # not inside the region: cannot happen for views, be safe anyway
+    kind, path = "fd", f"/proc/{os.getpid()}/fd/{fd}"
+    if reg.name is not None and st.st_nlink > 0:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = os.path.abspath(reg.name)
+        # " (deleted)": the name we opened is gone (another hard link may remain)
+        if not target.endswith(" (deleted)"):
+            kind, path = "path", target
+    ref = ArrayRef(
+        kind,
+        path,
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        reg.offset + rel,
+        length,
+        data_offset,
+        a.shape,
+        a.strides,
+        a.dtype,
+        bool(a.flags.writeable),
+    )
+    return ref, fd
+
+
+def share(a: np.ndarray[Any, Any]) -> ArrayRef:
+    """Return a small picklable reference to an array in shareable memory.
+
+    Any view works (slices, steps, negative strides, transposes, dtype views).
+    Send the reference by any transport (sockets, queues, dask) and call
+    :meth:`ArrayRef.open` on the other side to map the same pages: writes are
+    seen both ways. Arrays sent through ``multiprocessing`` need no call to
+    ``share``: they travel by reference on their own.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        An array over a file mapped ``MAP_SHARED`` (``open(..., 'r'/'r+')``,
+        ``create``, ``memmap``), ``anonymous(shared=True)`` memory or ``named()``
+        named memory.
+
+    Returns
+    -------
+    ArrayRef
+        For a named file, the reference holds its path and identity (device,
+        inode, size) and stays valid while the file does. For anonymous memory
+        it names ``/proc/<pid>/fd/<n>`` and is valid only while this process
+        keeps the array's region open.
+
+    Raises
+    ------
+    ValueError
+        ``a`` is private (copy-on-write) memory, not backed by mmarray, or its
+        region was closed.
+
+    Examples
+    --------
+    >>> import mmarray, pickle
+    >>> a = mmarray.anonymous((3, 4), "f8")
+    >>> ref = mmarray.share(a[::-1, 1:3])
+    >>> len(pickle.dumps(ref)) < 1024
+    True
+    >>> b = ref.open()
+    >>> b[0, 0] = 5.0
+    >>> float(a[2, 1])
+    5.0
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"share() needs a numpy array, not {type(a).__name__}")
+    got = describe(a)
+    if got is None:
+        raise ValueError(
+            "share() needs an array over shareable memory: a file mapped shared "
+            "(mode 'r' or 'r+'), anonymous(shared=True) or named() memory, with its "
+            "region still open; copy-on-write and ordinary arrays can only be copied"
+        )
+    return got[0]
