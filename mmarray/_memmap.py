@@ -12,12 +12,19 @@ import numpy as np
 
 from ._core import Region
 from ._core import ndarray as _ndarray
+from ._extent import contiguous_nbytes
 
 __all__ = ["memmap"]
 
 _MODE_ALIASES = {"readonly": "r", "copyonwrite": "c", "readwrite": "r+", "write": "w+"}
 _MODES = ("r", "c", "r+", "w+")
 _ACCESS = {"r": "r", "c": "c", "r+": "w", "w+": "w"}
+_OPEN_FLAGS = {
+    "r": os.O_RDONLY,
+    "c": os.O_RDONLY,
+    "r+": os.O_RDWR,
+    "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+}
 
 
 class memmap(np.ndarray):
@@ -67,84 +74,18 @@ class memmap(np.ndarray):
         shape: Any = None,
         order: str = "C",
     ) -> memmap:
-        mode = _MODE_ALIASES.get(mode, mode)
-        if mode not in _MODES:
-            valid = list(_MODES) + list(_MODE_ALIASES)
-            raise ValueError(f"mode must be one of {valid!r} (got {mode!r})")
-        if mode == "w+" and shape is None:
-            raise ValueError("shape must be given if mode == 'w+'")
-        # as numpy.ndarray reads it: only 'F' (any case) means Fortran order
-        if order is not None and not isinstance(order, str):
-            raise TypeError(f"order must be str, not {type(order).__name__}")
-        if order is not None and order.upper() not in ("C", "F", "A", "K"):
-            raise ValueError(f"order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
-        fortran = order is not None and order.upper() == "F"
-        descr = np.dtype(dtype)
-        if descr.hasobject:
-            raise TypeError(f"cannot map arrays of Python objects (dtype {descr})")
-        if offset < 0:
-            raise ValueError(f"offset must be non-negative, got {offset}")
-
+        mode, fortran, descr = _checked_arguments(mode, shape, order, dtype, offset)
         own_fd = not hasattr(filename, "read")
         if own_fd:
             name = os.fspath(filename)
-            oflag = {
-                "r": os.O_RDONLY,
-                "c": os.O_RDONLY,
-                "r+": os.O_RDWR,
-                "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
-            }[mode]
             # O_NONBLOCK: opening a FIFO must fail below, not wait for a writer forever
-            fd = os.open(name, oflag | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
+            fd = os.open(name, _OPEN_FLAGS[mode] | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
         else:
             fd = filename.fileno()
             name = getattr(filename, "name", None)
         where = "" if name is None else f"{os.fsdecode(name)}: "
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ValueError(f"{where}cannot mmap something that is not a regular file")
-            flen = st.st_size
-            if shape is None:
-                if descr.itemsize == 0:
-                    raise ValueError(
-                        f"{where}the {descr} item size is 0, so shape= cannot be inferred"
-                    )
-                avail = flen - offset
-                if avail < 0:  # numpy makes this a shape of -1 items: an error is clearer
-                    raise ValueError(
-                        f"{where}offset {offset} is past the end of the file ({flen} bytes)"
-                    )
-                if avail % descr.itemsize:
-                    raise ValueError(
-                        f"{where}Size of available data is not a multiple of the data-type size."
-                    )
-                shape = (avail // descr.itemsize,)
-            else:
-                if not isinstance(shape, (tuple, list)):
-                    try:
-                        shape = [operator.index(shape)]
-                    except TypeError:
-                        pass
-                shape = tuple(shape)
-            nbytes = descr.itemsize
-            for n in shape:
-                n = operator.index(n)
-                if n < 0:
-                    raise ValueError(f"negative dimensions are not allowed: {shape}")
-                if n > sys.maxsize:  # even of zero-byte items: numpy's dimensions are intp
-                    raise ValueError(f"{where}dimension {n} of shape {shape} is too large")
-                nbytes *= n
-            end = offset + nbytes
-            if mode in ("w+", "r+"):
-                end = max(end, 1)
-                if flen < end:
-                    os.ftruncate(fd, end)
-                    flen = end
-            if flen == 0:
-                raise ValueError(f"{where}cannot mmap an empty file")
-            if end > flen:
-                raise ValueError(f"{where}mmap length is greater than file size")
+            shape = _map_shape(fd, descr, mode, offset, shape, where)
             reg = Region(fd, 0, offset, access=_ACCESS[mode], name=name)
         finally:
             if own_fd:
@@ -204,3 +145,84 @@ class memmap(np.ndarray):
         if type(res) is memmap and res._region is None:
             return res.view(type=np.ndarray)
         return res
+
+
+def _checked_arguments(
+    mode: str, shape: Any, order: str | None, dtype: Any, offset: int
+) -> tuple[str, bool, np.dtype[Any]]:
+    """Check the arguments that need no file, as numpy.memmap does; return
+    (mode without its alias, Fortran order or not, the dtype)."""
+    mode = _MODE_ALIASES.get(mode, mode)
+    if mode not in _MODES:
+        valid = list(_MODES) + list(_MODE_ALIASES)
+        raise ValueError(f"mode must be one of {valid!r} (got {mode!r})")
+    if mode == "w+" and shape is None:
+        raise ValueError("shape must be given if mode == 'w+'")
+    # as numpy.ndarray reads it: only 'F' (any case) means Fortran order
+    if order is not None and not isinstance(order, str):
+        raise TypeError(f"order must be str, not {type(order).__name__}")
+    if order is not None and order.upper() not in ("C", "F", "A", "K"):
+        raise ValueError(f"order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    fortran = order is not None and order.upper() == "F"
+    descr = np.dtype(dtype)
+    if descr.hasobject:
+        raise TypeError(f"cannot map arrays of Python objects (dtype {descr})")
+    if offset < 0:
+        raise ValueError(f"offset must be non-negative, got {offset}")
+    return mode, fortran, descr
+
+
+def _map_shape(
+    fd: int, descr: np.dtype[Any], mode: str, offset: int, shape: Any, where: str
+) -> tuple[Any, ...]:
+    """The shape to map (inferred from the file's size when None), after growing the
+    file for modes ``'r+'`` and ``'w+'``; ValueError when the file cannot hold it."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{where}cannot mmap something that is not a regular file")
+    flen = st.st_size
+    if shape is None:
+        shape = _inferred_shape(flen, descr, offset, where)
+    else:
+        if not isinstance(shape, (tuple, list)):
+            try:
+                shape = [operator.index(shape)]
+            except TypeError:
+                pass
+        shape = tuple(shape)
+    end = offset + contiguous_nbytes(_checked_dims(shape, where), descr.itemsize)
+    if mode in ("w+", "r+"):
+        end = max(end, 1)
+        if flen < end:
+            os.ftruncate(fd, end)
+            flen = end
+    if flen == 0:
+        raise ValueError(f"{where}cannot mmap an empty file")
+    if end > flen:
+        raise ValueError(f"{where}mmap length is greater than file size")
+    return shape
+
+
+def _inferred_shape(flen: int, descr: np.dtype[Any], offset: int, where: str) -> tuple[int]:
+    """As many items as the file holds after ``offset``, as numpy.memmap infers them."""
+    if descr.itemsize == 0:
+        raise ValueError(f"{where}the {descr} item size is 0, so shape= cannot be inferred")
+    avail = flen - offset
+    if avail < 0:  # numpy makes this a shape of -1 items: an error is clearer
+        raise ValueError(f"{where}offset {offset} is past the end of the file ({flen} bytes)")
+    if avail % descr.itemsize:
+        raise ValueError(f"{where}Size of available data is not a multiple of the data-type size.")
+    return (avail // descr.itemsize,)
+
+
+def _checked_dims(shape: tuple[Any, ...], where: str) -> list[int]:
+    """The dimensions of ``shape`` as ints; ValueError for a negative or too large one."""
+    dims = []
+    for n in shape:
+        n = operator.index(n)
+        if n < 0:
+            raise ValueError(f"negative dimensions are not allowed: {shape}")
+        if n > sys.maxsize:  # even of zero-byte items: numpy's dimensions are intp
+            raise ValueError(f"{where}dimension {n} of shape {shape} is too large")
+        dims.append(n)
+    return dims
