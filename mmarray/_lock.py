@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._core import Region
 from ._extent import array_extent
 from ._region import region
 
@@ -74,11 +75,7 @@ def lock(
     >>> int(counter[0])
     1
     """
-    if timeout is not None:
-        if not isinstance(timeout, numbers.Real):
-            raise TypeError(f"timeout must be None or a number of seconds, not {timeout!r}")
-        if not timeout >= 0:  # NaN too: it would never expire
-            raise ValueError(f"timeout must be None or non-negative seconds, got {timeout!r}")
+    _check_timeout(timeout)
     reg = region(a)
     if reg is None or reg.closed or reg.fileno() < 0:
         raise ValueError(
@@ -90,39 +87,60 @@ def lock(
     start = reg.offset + (low - reg.address if length else 0)
     length = max(length, 1)  # l_len 0 would mean "to the end of the file"
     kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
-    proc = f"/proc/self/fd/{fd}"
-    try:
-        lfd = os.open(proc, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CLOEXEC)
-    except PermissionError:
-        if not exclusive:
-            raise
-        raise PermissionError(
-            errno.EACCES, "an exclusive lock needs write permission on the file", reg.name
-        ) from None
+    lfd = _open_description(fd, exclusive, reg)
     try:
         if timeout is None:
             fcntl.fcntl(lfd, _SETLKW, _flock(kind, start, length))
         else:
-            deadline = time.monotonic() + timeout
-            pause = 0.0005
-            while True:
-                try:
-                    fcntl.fcntl(lfd, _SETLK, _flock(kind, start, length))
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"could not lock bytes {start}..{start + length} of "
-                        f"{reg.name or 'anonymous memory'} within {timeout} s"
-                    )
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 0.05)
+            _lock_within(lfd, kind, start, length, timeout, reg)
         try:
             yield
         finally:
             fcntl.fcntl(lfd, _SETLK, _flock(fcntl.F_UNLCK, start, length))
     finally:
         os.close(lfd)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """TypeError or ValueError unless ``timeout`` is None or non-negative seconds."""
+    if timeout is not None:
+        if not isinstance(timeout, numbers.Real):
+            raise TypeError(f"timeout must be None or a number of seconds, not {timeout!r}")
+        if not timeout >= 0:  # NaN too: it would never expire
+            raise ValueError(f"timeout must be None or non-negative seconds, got {timeout!r}")
+
+
+def _open_description(fd: int, exclusive: bool, reg: Region) -> int:
+    """A new open file description of the file behind ``fd``, writable for an exclusive
+    lock (``fcntl`` refuses a write lock on a read-only description)."""
+    proc = f"/proc/self/fd/{fd}"
+    try:
+        return os.open(proc, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CLOEXEC)
+    except PermissionError:
+        if not exclusive:
+            raise
+        raise PermissionError(
+            errno.EACCES, "an exclusive lock needs write permission on the file", reg.name
+        ) from None
+
+
+def _lock_within(lfd: int, kind: int, start: int, length: int, timeout: float, reg: Region) -> None:
+    """Try the lock, with pauses that double up to 50 ms, until ``timeout`` seconds have
+    passed; then TimeoutError."""
+    deadline = time.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.fcntl(lfd, _SETLK, _flock(kind, start, length))
+            return
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(
+                f"could not lock bytes {start}..{start + length} of "
+                f"{reg.name or 'anonymous memory'} within {timeout} s"
+            )
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
