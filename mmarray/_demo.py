@@ -15,15 +15,9 @@ import numpy as np
 
 import mmarray
 
+from ._picture import format_bytes
+
 GiB = 1 << 30
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n} B"
 
 
 def _best_us(fn: Callable[[], Any], number: int = 200, repeat: int = 5) -> float:
@@ -49,8 +43,8 @@ def sparse_section(d: str, say: Callable[[str], None]) -> None:
     a[:10] = np.arange(10).reshape(10, 1)
     use = mmarray.disk_usage(path)
     say(f"   mmarray.create({path!r}, (2**30, 3), 'float64') took {dt * 1e3:.2f} ms")
-    say(f"   apparent size (ls -l): {_human(use.apparent)}")
-    say(f"   allocated     (du)   : {_human(use.allocated)}")
+    say(f"   apparent size (ls -l): {format_bytes(use.apparent)}")
+    say(f"   allocated     (du)   : {format_bytes(use.allocated)}")
     _flush(a)
     del a
     b = mmarray.open(path)
@@ -113,7 +107,7 @@ def open_bench_section(d: str, say: Callable[[str], None]) -> None:
 
 def median_section(d: str, say: Callable[[str], None]) -> None:
     n = 128 << 20  # 256 MiB of int16
-    say(f"5. Exact median of a {_human(2 * n)} int16 file (np.median copies it first)")
+    say(f"5. Exact median of a {format_bytes(2 * n)} int16 file (np.median copies it first)")
     path = os.path.join(d, "random.i2")
     a = mmarray.create(path, n, "int16")
     rng = np.random.default_rng(0)
@@ -144,7 +138,7 @@ def by_reference_section(d: str, say: Callable[[str], None]) -> None:
     data = mmarray.open(os.path.join(d, "random.i2"), dtype="int16")
     chunk = data[: 8 << 20]
     sent = len(ForkingPickler.dumps(chunk))
-    say(f"   a {_human(chunk.nbytes)} chunk pickles to {sent} bytes through multiprocessing")
+    say(f"   a {format_bytes(chunk.nbytes)} chunk pickles to {sent} bytes through multiprocessing")
     with mp.get_context("fork").Pool(2) as pool:
         parts = pool.map(np.median, [data[i : i + (8 << 20)] for i in range(0, data.size, 8 << 20)])
     say(f"   Pool(2).map(np.median, chunks) -> median of medians {np.median(parts)}")
