@@ -94,26 +94,6 @@ def open(  # noqa: A001 - the public name is mmarray.open
     if advice is not None or populate:
         arr = open(path, mode, dtype=dtype, shape=shape, offset=offset, order=order)
         return _pages_at_open(arr, advice, populate)
-    access, shared, fortran, dt, offset, shp = _open_arguments(mode, order, dtype, offset, shape)
-    start = 0 if dt is None else offset  # a .npy file is mapped whole
-    if access == "r":
-        reg = Region.open(path, 0, start)
-    else:
-        reg = Region.open(path, 0, start, access=access, shared=shared)
-    try:
-        if dt is None:
-            return _open_npy(reg, shp, offset)
-        return _open_raw(reg, dt, shp, offset, fortran)
-    except BaseException:
-        reg.close()
-        raise
-
-
-def _open_arguments(
-    mode: str, order: str, dtype: DTypeLike | None, offset: int, shape: Any
-) -> tuple[str, bool, bool, np.dtype[Any] | None, int, tuple[int, ...] | None]:
-    """Check open's arguments, in this order: mode, order, dtype, offset, shape. Return
-    (access, shared, fortran, dtype or None, offset, shape or None)."""
     try:
         access, shared = _OPEN_MODES[mode]
     except (KeyError, TypeError):
@@ -124,37 +104,55 @@ def _open_arguments(
     if offset < 0:
         raise ValueError(f"offset must be non-negative, got {offset}")
     shp = None if shape is None else shape_tuple(shape)
-    return access, shared, fortran, dt, offset, shp
+    return _open_mapped(path, access, shared, dt, shp, offset, fortran)
 
 
-def _open_raw(
-    reg: Region, dt: np.dtype[Any], shp: tuple[int, ...] | None, offset: int, fortran: bool
+def _open_mapped(
+    path: str | os.PathLike[str],
+    access: str,
+    shared: bool,
+    dt: np.dtype[Any] | None,
+    shp: tuple[int, ...] | None,
+    offset: int,
+    fortran: bool,
 ) -> np.ndarray[Any, Any]:
-    """Build the array of a mapped raw file (reg maps it from ``offset`` on)."""
-    avail = reg.size
-    if shp is None:
-        if dt.itemsize == 0:
-            raise ValueError(
-                f"{reg.name}: the {dt} item size is 0, so shape= cannot be inferred; give it"
-            )
-        if avail % dt.itemsize:
-            raise ValueError(
-                f"{reg.name}: {avail} bytes after offset {offset} are not a multiple of "
-                f"the {dt} item size ({dt.itemsize})"
-            )
-        shp = (avail // dt.itemsize,)
+    """Map the file (a .npy file whole, ``dt`` None; a raw one from ``offset``) and
+    build its array; the region is closed again if that fails."""
+    start = 0 if dt is None else offset  # a .npy file is mapped whole
+    if access == "r":
+        reg = Region.open(path, 0, start)
     else:
-        try:
-            _npy.check_shape(shp, dt.itemsize)
-        except ValueError as e:
-            raise ValueError(f"{reg.name}: {e}") from None
-        need = contiguous_nbytes(shp, dt.itemsize)
-        if need > avail:
-            raise ValueError(
-                f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
-                f"but the file has {avail}"
-            )
-    return _ndarray(reg, dt, shp, 0, fortran)
+        reg = Region.open(path, 0, start, access=access, shared=shared)
+    try:
+        if dt is None:
+            return _open_npy(reg, shp, offset)
+        avail = reg.size
+        if shp is None:
+            if dt.itemsize == 0:
+                raise ValueError(
+                    f"{reg.name}: the {dt} item size is 0, so shape= cannot be inferred; give it"
+                )
+            if avail % dt.itemsize:
+                raise ValueError(
+                    f"{reg.name}: {avail} bytes after offset {offset} are not a multiple of "
+                    f"the {dt} item size ({dt.itemsize})"
+                )
+            shp = (avail // dt.itemsize,)
+        else:
+            try:
+                _npy.check_shape(shp, dt.itemsize)
+            except ValueError as e:
+                raise ValueError(f"{reg.name}: {e}") from None
+            need = contiguous_nbytes(shp, dt.itemsize)
+            if need > avail:
+                raise ValueError(
+                    f"{reg.name}: shape {shp} of {dt} needs {need} bytes after offset {offset}, "
+                    f"but the file has {avail}"
+                )
+        return _ndarray(reg, dt, shp, 0, fortran)
+    except BaseException:
+        reg.close()
+        raise
 
 
 def _pages_at_open(
