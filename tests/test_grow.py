@@ -13,9 +13,6 @@ from hypothesis import strategies as st
 import mmarray
 from mmarray import _npy
 
-P = mmarray.PAGESIZE
-
-
 # ---- helpers ---------------------------------------------------------------------------------
 
 
