@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from . import _fallback
-from ._region import region as region_of
 from ._harness import Reduction, Reporter, lanes, nan_counts, select
 from ._quantile_method import Plan, Request, as_array
+from ._region import region as region_of
 
 __all__ = ["MEDIAN", "NANMEDIAN", "NANQUANTILE", "QUANTILE"]
 

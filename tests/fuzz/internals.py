@@ -12,7 +12,7 @@ import numpy as np
 
 import mmarray
 from mmarray import _core
-from mmarray._pages import ADVICE
+from mmarray._cache import ADVICE
 
 __all__ = ["ADVICE", "REF_FIELDS", "core_ndarray", "ref_fields", "region_html"]
 
