@@ -11,6 +11,12 @@ PYTEST := $(PY) -m pytest
 ASAN_RT = $(shell gcc -print-file-name=libasan.so)
 UBSAN_RT = $(shell gcc -print-file-name=libubsan.so)
 
+# The declared minimums (pyproject.toml says the same; tests/test_packaging.py checks):
+# setuptools 77.0.1 is the first to build the PEP 639 `license = "BSD-3-Clause"` field
+# (76.1.0 refuses it; there is no 77.0.0 on PyPI); mmarray runs on numpy 2.0 and newer.
+SETUPTOOLS_MIN := 77.0.1
+NUMPY_MIN      := 2.0.0
+
 # `make build CC=clang` compiles with clang (default: the compiler Python was built with).
 # The stamp names the compiler, so switching compilers rebuilds.
 CCNAME  := $(if $(filter default,$(origin CC)),default,$(notdir $(firstword $(CC))))
@@ -40,7 +46,8 @@ define need
 	fi
 endef
 
-.PHONY: help venv build demo test test-fast bench scaling fuzz asan valgrind lint c-tools docs clean
+.PHONY: help venv build demo test test-fast bench scaling fuzz asan valgrind lint c-tools docs \
+	dist clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,11 +55,11 @@ help:  ## list the targets
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=68" wheel "numpy>=2"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,lint]"
+	$(PY) -m pip install -q "setuptools>=$(SETUPTOOLS_MIN)" wheel "numpy>=$(NUMPY_MIN)"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,lint,dist]"
 	touch $@
 
-venv: $(STAMP)  ## create .venv and install mmarray with its test and lint extras
+venv: $(STAMP)  ## create .venv and install mmarray with its test, lint and dist extras
 
 $(CCSTAMP):
 	mkdir -p build && rm -f build/.cc-* && touch $@
@@ -127,5 +134,11 @@ lint: $(STAMP) c-tools  ## ruff and mypy; clang -Werror, clang-tidy and cppcheck
 docs: build  ## run the examples in docs/ and the docstrings
 	$(PYTEST) -q docs mmarray --doctest-modules
 
+# The sdist and the wheel, built with .venv's setuptools and numpy (no download); the
+# wheel is built from the sdist, so a C source missing from the sdist fails the build.
+dist: $(STAMP)  ## an sdist and a wheel in dist/ (python -m build)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+
 clean:  ## remove build outputs (keeps .venv)
-	rm -rf build *.egg-info mmarray/*.so .pytest_cache .benchmarks
+	rm -rf build dist *.egg-info mmarray/*.so .pytest_cache .benchmarks
