@@ -13,9 +13,14 @@ UBSAN_RT = $(shell gcc -print-file-name=libubsan.so)
 
 # The declared minimums (pyproject.toml says the same; tests/test_packaging.py checks):
 # setuptools 77.0.1 is the first to build the PEP 639 `license = "BSD-3-Clause"` field
-# (76.1.0 refuses it; there is no 77.0.0 on PyPI); mmarray runs on numpy 2.0 and newer.
+# (76.1.0 refuses it; there is no 77.0.0 on PyPI).  numpy 2.4.2 is the first on which the
+# test suite passes: the tests compare mmarray's quantiles with numpy's, result dtypes
+# included, and numpy's rules changed up to 2.4.2 (closest_observation rounding in 2.1;
+# the dtype of a quantile of integers in 2.4.0, of float32 input with a float64 q in
+# 2.4.1, of a float32 q in 2.4.2), and tests/test_badinput.py expects np.load to refuse
+# a negative dimension (numpy 2.3 and newer).
 SETUPTOOLS_MIN := 77.0.1
-NUMPY_MIN      := 2.0.0
+NUMPY_MIN      := 2.4.2
 
 # `make build CC=clang` compiles with clang (default: the compiler Python was built with).
 # The stamp names the compiler, so switching compilers rebuilds.
