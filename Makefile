@@ -52,7 +52,7 @@ define need
 endef
 
 .PHONY: help venv build demo test test-fast bench scaling fuzz asan valgrind lint c-tools docs \
-	dist clean
+	dist matrix clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -144,6 +144,36 @@ docs: build  ## run the examples in docs/ and the docstrings
 dist: $(STAMP)  ## an sdist and a wheel in dist/ (python -m build)
 	rm -rf dist
 	$(PY) -m build --no-isolation --outdir dist .
+
+# One virtual environment per Python under build/matrix/pyX.Y, with the oldest setuptools
+# and numpy declared above (NUMPY_OLDEST_X.Y=... for a Python that the declared numpy has
+# no wheels for), a copy of the work tree built with -Werror, and the test suite without
+# the tests marked slow (MATRIX_PYTEST="" runs it all).  A Python this machine lacks is
+# skipped with a message; pyenv's versions count even when not on PATH.
+MATRIX_PYTHONS ?= 3.11 3.12 3.13
+MATRIX_PYTEST  ?= -m "not slow"
+PYENV_ROOT ?= $(HOME)/.pyenv
+
+matrix:  ## build and test on Python 3.11-3.13, oldest numpy each (build/matrix/)
+	@failed=""; for v in $(MATRIX_PYTHONS); do \
+		$(MAKE) --no-print-directory matrix-$$v || failed="$$failed $$v"; done; \
+	if [ -n "$$failed" ]; then echo "matrix: failed on python$$failed"; exit 1; fi
+
+matrix-%:
+	@py=""; for c in python$* $$(ls -d $(PYENV_ROOT)/versions/$*.*/bin/python$* 2>/dev/null | sort -rV); do \
+		if "$$c" -c "" 2>/dev/null; then py=$$c; break; fi; done; \
+	if [ -z "$$py" ]; then echo "matrix: no python$* on this machine, skipped"; exit 0; fi; \
+	set -ex; start=$$(date +%s); d=build/matrix/py$*; np=$(or $(NUMPY_OLDEST_$*),$(NUMPY_MIN)); \
+	rm -rf $$d/tree && mkdir -p $$d/tree; \
+	git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C $$d/tree; \
+	test -x $$d/venv/bin/python || "$$py" -m venv $$d/venv; \
+	$$d/venv/bin/python -m pip install -q "setuptools==$(SETUPTOOLS_MIN)" wheel "numpy==$$np"; \
+	$$d/venv/bin/python -m pip install -q --no-build-isolation -e "$$d/tree[test]"; \
+	cd $$d/tree; \
+	../venv/bin/python -c "import numpy, setuptools; assert (numpy.__version__, setuptools.__version__) == ('$$np', '$(SETUPTOOLS_MIN)')"; \
+	MMARRAY_CFLAGS="$(WERROR)" ../venv/bin/python setup.py -q build_ext --inplace --force; \
+	../venv/bin/python -m pytest -q -p no:cacheprovider $(MATRIX_PYTEST); \
+	echo "matrix: python$* numpy $$np setuptools $(SETUPTOOLS_MIN): passed in $$(( $$(date +%s) - start )) s"
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build dist *.egg-info mmarray/*.so .pytest_cache .benchmarks
