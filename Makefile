@@ -127,8 +127,8 @@ valgrind: build  ## the whole test suite under valgrind memcheck
 		--leak-check=no --suppressions=tools/valgrind.supp $(PYTEST) -q -p no:cacheprovider -rs
 
 lint: $(STAMP) c-tools  ## ruff and mypy; clang -Werror, clang-tidy and cppcheck on src/*.c and src/select/*.c
-	$(VENV)/bin/ruff check mmarray tests benchmarks
-	$(VENV)/bin/ruff format --check mmarray tests benchmarks
+	$(VENV)/bin/ruff check mmarray tests benchmarks tools
+	$(VENV)/bin/ruff format --check mmarray tests benchmarks tools
 	$(VENV)/bin/mypy mmarray
 	clang -fsyntax-only $(WERROR) $(C_ANALYSE) $(CSRC)
 	@mkdir -p build  # stderr is clang's count of the warnings it hid in system headers
