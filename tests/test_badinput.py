@@ -1,6 +1,6 @@
 """Bad input: corrupt .npy headers, and one regression test per bug the fuzz found.
 
-Each ``test_bug_*`` is named after the bug it pins (tests/fuzz_api.py found them).
+Each ``test_bug_*`` is named after the bug it pins (the fuzz in tests/fuzz/ found them).
 """
 
 from __future__ import annotations
