@@ -27,17 +27,22 @@ _OPEN_FLAGS = {
 }
 
 
-class memmap(np.ndarray):
+class memmap(np.memmap):
     """Create a memory-map to an array stored in a binary file on disk.
 
-    Same constructor, attributes and behaviour as :class:`numpy.memmap`, so
-    code written for ``np.memmap`` runs unchanged. Differences: the mapping is
-    a :class:`mmarray.Region` (``mmarray.region(m)``), and :meth:`close`
-    releases it without ever leaving an array pointing at unmapped memory.
+    A subclass of :class:`numpy.memmap` with the same constructor, attributes and
+    behaviour, so code written for ``np.memmap`` (and libraries that test
+    ``isinstance(a, np.memmap)``) runs unchanged. Differences: the mapping is a
+    :class:`mmarray.Region` (``m._mmap``, also ``mmarray.region(m)``), and
+    :meth:`close` (or ``m._mmap.close()``) releases it without ever leaving an array
+    pointing at unmapped memory.
 
     Parameters
     ----------
-    filename : str, os.PathLike or file object
+    filename : str, bytes, os.PathLike or file object
+        A file object's buffered writes are flushed before its size is read, and its
+        position is left at the end of the file, as numpy does. One without a path
+        (``tempfile.TemporaryFile()``) gives ``filename=None``.
     dtype : data-type, default uint8
     mode : {'r+', 'r', 'w+', 'c'} or 'readwrite', 'readonly', 'write', 'copyonwrite'
         As in numpy: ``'r+'`` and ``'w+'`` grow the file when it is too small
@@ -48,11 +53,13 @@ class memmap(np.ndarray):
 
     Examples
     --------
-    >>> import mmarray, tempfile, os
+    >>> import mmarray, numpy as np, tempfile, os
     >>> fn = os.path.join(tempfile.mkdtemp(), "m.dat")
     >>> m = mmarray.memmap(fn, dtype="float32", mode="w+", shape=(3, 4))
     >>> m[0] = 1
     >>> m.flush()
+    >>> isinstance(m, np.memmap), m._mmap is mmarray.region(m)
+    (True, True)
     >>> type(m.sum())
     <class 'numpy.float32'>
     >>> m.close()
@@ -60,10 +67,10 @@ class memmap(np.ndarray):
 
     __array_priority__ = -100.0
 
-    _region: Region | None
+    _mmap: Region | None
     filename: Any
-    offset: int | None
-    mode: str | None
+    offset: Any
+    mode: Any
 
     def __new__(
         subtype,
@@ -81,8 +88,7 @@ class memmap(np.ndarray):
             # O_NONBLOCK: opening a FIFO must fail below, not wait for a writer forever
             fd = os.open(name, _OPEN_FLAGS[mode] | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
         else:
-            fd = filename.fileno()
-            name = getattr(filename, "name", None)
+            fd, name = _file_object_fd(filename)
         where = "" if name is None else f"{os.fsdecode(name)}: "
         try:
             shape = _map_shape(fd, descr, mode, offset, shape, where)
@@ -90,8 +96,10 @@ class memmap(np.ndarray):
         finally:
             if own_fd:
                 os.close(fd)
+        if not own_fd and hasattr(filename, "seek"):
+            filename.seek(0, os.SEEK_END)  # where numpy leaves it
         self: memmap = _ndarray(reg, descr, shape, 0, fortran, subtype)  # type: ignore[assignment]
-        self._region = reg
+        self._mmap = reg
         self.offset = offset
         self.mode = mode
         if isinstance(filename, os.PathLike):
@@ -103,20 +111,24 @@ class memmap(np.ndarray):
         return self
 
     def __array_finalize__(self, obj: Any) -> None:
-        if getattr(obj, "_region", None) is not None and np.may_share_memory(self, obj):
-            self._region = obj._region
+        reg = getattr(obj, "_mmap", None)
+        if isinstance(reg, Region) and np.may_share_memory(self, obj):
+            self._mmap = reg
             self.filename = obj.filename
             self.offset = obj.offset
             self.mode = obj.mode
         else:
-            self._region = None
+            self._mmap = None
             self.filename = None
             self.offset = None
             self.mode = None
 
     def flush(self) -> None:
-        """Write any changes in the array to the file on disk (``msync``)."""
-        reg = self._region
+        """Write any changes in the array to the file on disk (``msync`` of the Region).
+
+        Works on views too (they share the Region); a no-op after :meth:`close`
+        (which flushed) and on arrays that map nothing (copies, unpickled arrays)."""
+        reg = self._mmap
         if reg is not None and not reg.closed:
             reg.flush()
 
@@ -125,15 +137,16 @@ class memmap(np.ndarray):
 
         The region refuses new arrays at once and is unmapped when the last
         array over it (this one and every view) is gone. Changes are flushed
-        first. Idempotent.
+        first. Idempotent. ``m._mmap.close()`` closes it the same way, unflushed
+        (the pages are written back by the kernel all the same).
         """
-        reg = self._region
+        reg = self._mmap
         if reg is not None and not reg.closed:
             reg.flush()
             reg.close()
 
     def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
-        arr = super().__array_wrap__(arr, context)
+        arr = np.ndarray.__array_wrap__(self, arr, context)
         if self is arr or type(self) is not memmap:
             return arr
         if return_scalar:
@@ -141,10 +154,23 @@ class memmap(np.ndarray):
         return arr.view(np.ndarray)
 
     def __getitem__(self, index: Any) -> Any:
-        res = super().__getitem__(index)
-        if type(res) is memmap and res._region is None:
+        res = np.ndarray.__getitem__(self, index)
+        if type(res) is memmap and res._mmap is None:
             return res.view(type=np.ndarray)
         return res
+
+
+def _file_object_fd(f: Any) -> tuple[int, str | bytes | None]:
+    """The descriptor and path of an open file object, after flushing its buffered
+    writes (numpy's ``seek`` does): unflushed, the array would see a short file,
+    and the object's later flush would overwrite what was written through the
+    array. The path is None where ``f.name`` is not one (an int for
+    ``tempfile.TemporaryFile()``)."""
+    if hasattr(f, "flush"):
+        f.flush()
+    fd = f.fileno()
+    name = getattr(f, "name", None)
+    return fd, name if isinstance(name, (str, bytes)) else None
 
 
 def _checked_arguments(

@@ -49,7 +49,7 @@ def _rebuild_memmap(
 ) -> Any:
     arr = rebuild(*args)
     m = arr.view(memmap)
-    m._region = region(arr)
+    m._mmap = region(arr)
     m.filename, m.offset, m.mode = filename, offset, mode
     return m
 

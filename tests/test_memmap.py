@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -149,3 +150,136 @@ def test_close_is_safe_with_live_views(tmp_path):
 def test_object_dtype_refused(tmp_path):
     with pytest.raises(TypeError):
         mmarray.memmap(tmp_path / "o.dat", dtype=object, mode="w+", shape=(2,))
+
+
+# ---- issue 15: a file object's buffered writes, file objects without a path ----------------
+
+
+def test_buffered_writes_of_a_file_object_are_flushed_before_its_size_is_read():
+    res = []
+    for impl in IMPLS:
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(np.arange(4, dtype="<f8").tobytes())  # still in the object's buffer
+            m = impl(f, dtype="<f8", mode="r")
+            res.append((m.shape, m.tolist(), f.tell()))
+    assert res[0] == res[1] == ((4,), [0.0, 1.0, 2.0, 3.0], 32)
+
+
+def test_r_plus_on_a_buffered_file_object_neither_truncates_nor_is_overwritten(tmp_path):
+    """The buffered 16 bytes are the array: mode 'r+' keeps the file at 16 bytes, and the
+    object's own flush (at close) cannot overwrite what was written through the array."""
+    res = []
+    for impl in IMPLS:
+        p = tmp_path / f"b-{impl.__module__}.dat"
+        with open(p, "wb+") as f:
+            f.write(b"abcd" * 4)
+            m = impl(f, dtype="u1", mode="r+")
+            shape, first = m.shape, bytes(m[:4])
+            m[:2] = ord("z")
+            m.flush()
+        res.append((shape, first, p.read_bytes()))
+        del m
+    assert res[0] == res[1] == ((16,), b"abcd", b"zzcd" + b"abcd" * 3)
+
+
+def test_r_plus_growing_a_buffered_file_object_keeps_the_arrays_writes():
+    res = []
+    for impl in IMPLS:
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"\0" * 8)
+            m = impl(f, dtype="u1", mode="r+", shape=(12,))
+            m[:] = 7
+            m.flush()
+            f.flush()  # the object has nothing left to write over the array
+            f.write(b"!")  # numpy leaves the position at the end of the file
+            f.flush()
+            f.seek(0)
+            res.append(f.read())
+            del m
+    assert res[0] == res[1] == bytes([7] * 12) + b"!"
+
+
+def test_temporary_file_without_a_path_maps_with_filename_none():
+    res = []
+    for impl in IMPLS:
+        with tempfile.TemporaryFile() as f:
+            assert isinstance(f.name, int)
+            m = impl(f, dtype="<i4", mode="w+", shape=(2, 3))
+            m[:] = np.arange(6).reshape(2, 3)
+            m.flush()
+            f.seek(0)
+            written = f.read()
+            r = impl(f, dtype="<i4", mode="r", shape=(3,), offset=12)
+            res.append((m.filename, m[1:].filename, written, r.tolist(), r.filename))
+            del m, r
+    assert res[0] == res[1] == (None, None, np.arange(6, dtype="<i4").tobytes(), [3, 4, 5], None)
+
+
+def test_empty_temporary_file_is_refused_in_mode_r():
+    for impl in IMPLS:
+        with tempfile.TemporaryFile() as f, pytest.raises(ValueError, match="empty file"):
+            impl(f, mode="r")
+
+
+# ---- issue 15: isinstance(m, np.memmap), m._mmap, flush through the Region -----------------
+
+
+def test_memmap_is_a_numpy_memmap(tmp_path):
+    m = mmarray.memmap(tmp_path / "i.dat", dtype="f4", mode="w+", shape=(4, 5))
+    assert issubclass(mmarray.memmap, np.memmap)
+    assert isinstance(m, np.memmap) and isinstance(m[1:], np.memmap)
+    assert not isinstance(m + 1, np.memmap) and not isinstance(m.sum(axis=0), np.memmap)
+    assert m._mmap is mmarray.region(m) and m[1:, ::2]._mmap is m._mmap
+    assert m.view(np.ndarray).base is m
+    mixed = np.memmap(tmp_path / "n.dat", dtype="f4", mode="w+", shape=(4, 5))
+    assert type(mixed + m) is np.ndarray and type(m + mixed) is np.ndarray
+
+
+def test_mmap_close_is_mmarrays_safe_close(tmp_path):
+    """``m._mmap.close()``, the idiom taught for np.memmap (which leaves the array
+    pointing at unmapped memory), closes the Region: every array stays readable, and
+    the memory is unmapped once the last one is gone."""
+    fn = tmp_path / "c.dat"
+    m = mmarray.memmap(fn, dtype="i8", mode="w+", shape=(1000,))
+    m[:] = 2
+    view = m[500:]
+    reg = m._mmap
+    m._mmap.close()
+    m._mmap.close()  # idempotent
+    assert reg.closed and reg.mapped
+    assert m.sum() == 2000 and view.sum() == 1000
+    m.flush()  # a no-op on a closed Region
+    m.close()
+    with pytest.raises(ValueError, match="closed"):
+        mmarray.prefetch(m)
+    del m, view
+    assert not reg.mapped
+    assert np.fromfile(fn, dtype="i8").sum() == 2000
+
+
+class _SpyRegion:
+    """Stands in for a Region, to see which calls flush makes."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def flush(self) -> None:
+        self.calls += 1
+
+
+def test_flush_msyncs_through_the_region_also_from_views(tmp_path):
+    m = mmarray.memmap(tmp_path / "f.dat", dtype="u1", mode="w+", shape=(8192,))
+    reg = m._mmap
+    assert reg is not None
+    view = m[4096:]
+    spy = _SpyRegion()
+    m._mmap = view._mmap = spy  # type: ignore[assignment]
+    m.flush()
+    view.flush()
+    assert spy.calls == 2
+    m._mmap = view._mmap = reg
+    view[:] = 1
+    view.flush()  # a real msync of the whole region, as numpy's flush of a view
+    assert (tmp_path / "f.dat").read_bytes() == bytes(4096) + bytes([1]) * 4096
