@@ -28,3 +28,19 @@ def test_cli_help_and_bad_command():
     assert out.returncode == 0 and "demo" in out.stdout
     bad = subprocess.run([*cmd, "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_demo_dir_missing_is_one_line_without_traceback(tmp_path):
+    missing = tmp_path / "missing"
+    cmd = [sys.executable, "-m", "mmarray", "demo", "--dir", str(missing)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr == f"mmarray: {missing}: no such directory\n"
+
+
+def test_demo_dir_that_is_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cmd = [sys.executable, "-m", "mmarray", "demo", "--dir", str(afile)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr == f"mmarray: {afile}: not a directory\n"

@@ -1,0 +1,146 @@
+"""``mmarray create|grow|punch|evict|prefetch FILE``: make, extend and manage files."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+import mmarray
+
+from . import _args
+from ._report import Failures
+
+__all__ = ["add_parsers", "dig_holes"]
+
+_CHUNK = 8 << 20  # bytes scanned at a time for zero pages
+
+
+def _create(args: argparse.Namespace) -> str:
+    if args.fill is not None:
+        _args.check_fill(args.fill, args.dtype)
+    a = mmarray.create(
+        args.file, args.shape, args.dtype, fill=args.fill, allocate=args.allocate,
+        exist_ok=args.force, order=args.order,
+    )  # fmt: skip
+    use = mmarray.disk_usage(a)
+    return (
+        f"{args.file}: created, shape {a.shape} of {a.dtype}, {use.apparent} bytes "
+        f"({use.allocated} allocated)"
+    )
+
+
+def _grow(args: argparse.Namespace) -> str:
+    a = _args.open_array(args, args.file, "r+")
+    b = mmarray.grow(a, args.rows)
+    return f"{args.file}: grown from shape {a.shape} to {b.shape}"
+
+
+def _zero_runs(seg: np.ndarray[Any, Any], page: int) -> list[tuple[int, int]]:
+    """The byte ranges of ``seg`` made of whole zero pages (the last may be short)."""
+    n = -(-seg.size // page)
+    padded = seg.size == n * page
+    full = seg[: (n if padded else n - 1) * page].reshape(-1, page).any(axis=1)
+    busy = full if padded else np.append(full, seg[(n - 1) * page :].any())
+    edges = np.flatnonzero(np.diff(np.concatenate(([True], busy, [True])).astype(np.int8)))
+    return [(int(s) * page, min(int(e) * page, seg.size)) for s, e in edges.reshape(-1, 2)]
+
+
+def dig_holes(whole: np.ndarray[Any, Any]) -> int:
+    """Punch out the pages of ``whole`` (a file mapped as bytes, writable) that hold
+    only zeros; the data read back stays the same. Returns the bytes handed back."""
+    page = mmarray.PAGESIZE
+    freed = 0
+    for start, stop in mmarray.extents(whole) if whole.size else []:
+        lo = start - start % page
+        while lo < stop:
+            hi = min(lo + _CHUNK, stop)
+            for s, e in _zero_runs(whole[lo:hi], page):
+                freed += mmarray.punch(whole[lo + s : lo + e])
+            lo = hi
+    return freed
+
+
+def _punch(args: argparse.Namespace) -> str:
+    whole = mmarray.open(args.file, "r+", dtype="u1")
+    before = mmarray.disk_usage(whole).allocated
+    freed = dig_holes(whole)
+    after = mmarray.disk_usage(whole).allocated
+    return f"{args.file}: {freed} bytes of zero pages punched; allocated {before} -> {after} bytes"
+
+
+def _pages(args: argparse.Namespace, what: str) -> str:
+    whole = mmarray.open(args.file, dtype="u1")
+    if what == "evict":
+        mmarray.evict(whole)
+    else:
+        mmarray.prefetch(whole)
+    res = mmarray.residency(whole)
+    share = f"{res.resident} of {res.pages} pages in the page cache ({res.fraction:.1%})"
+    return f"{args.file}: {share}"
+
+
+def run(args: argparse.Namespace, failures: Failures) -> None:
+    """Do the command on its file and print one line about what it did."""
+    with failures.about(args.file):
+        if args.command == "create":
+            print(_create(args))
+        elif args.command == "grow":
+            print(_grow(args))
+        elif args.command == "punch":
+            print(_punch(args))
+        else:
+            print(_pages(args, args.command))
+
+
+def _add_create(sub: Any) -> None:
+    p = sub.add_parser(
+        "create",
+        help="a new raw or .npy file (sparse: instant)",
+        description="Create FILE holding an array of the given shape and dtype: a .npy "
+        "file when the name ends in .npy, a raw file otherwise. The file is sparse (no "
+        "disk blocks until written) unless --allocate reserve is given.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--shape", type=_args.shape, required=True, help="e.g. 1000,3")
+    p.add_argument("--dtype", type=_args.dtype, required=True, help="e.g. float64")
+    p.add_argument("--fill", type=_args.fill_value, help="value of every element (default 0)")
+    p.add_argument(
+        "--allocate", choices=("sparse", "reserve"), default="sparse",
+        help="reserve: allocate every disk block now, so a full disk fails here",
+    )  # fmt: skip
+    p.add_argument("--order", choices=("C", "F"), default="C", help="memory order")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(run=run)
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``create``, ``grow``, ``punch``, ``evict`` and ``prefetch``."""
+    _add_create(sub)
+    p = sub.add_parser(
+        "grow",
+        help="add N zero rows along axis 0",
+        description="Extend the array in FILE by N rows along axis 0 (zeros, sparse); a "
+        ".npy header is rewritten with the new shape.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("rows", type=_args.count, metavar="N")
+    _args.add_raw_options(p)
+    p.set_defaults(run=run)
+    p = sub.add_parser(
+        "punch",
+        help="hand back the disk blocks of zero pages",
+        description="Find the pages of FILE that hold only zeros and punch holes there "
+        "(fallocate PUNCH_HOLE): the file reads the same, its allocated size drops. Do "
+        "not run it while another process writes the file.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(run=run)
+    for name, text in (
+        ("evict", "write back FILE's dirty pages and drop them from the page cache"),
+        ("prefetch", "load all of FILE into the page cache"),
+    ):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("file", metavar="FILE")
+        p.set_defaults(run=run)
