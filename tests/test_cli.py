@@ -301,11 +301,26 @@ def test_punch_hands_back_zero_pages_and_keeps_the_data(capsys, tmp_path):
     rc, out, err = run(capsys, "punch", p)
     after = os.stat(p).st_blocks * 512
     assert (rc, err) == (0, "")
-    assert f"allocated {before} -> {after} bytes" in out
+    assert f"allocated {before} -> {after} bytes ({before - after} handed back)" in out
     assert after <= 6 * PAGE < before  # 4 data pages, and room for an extent block
     np.testing.assert_array_equal(np.fromfile(p, "u1"), want)
     rc, out, _ = run(capsys, "punch", p)
-    assert rc == 0 and ": 0 bytes of zero pages punched" in out
+    assert rc == 0 and f"allocated {after} -> {after} bytes (0 handed back)" in out
+    np.testing.assert_array_equal(np.fromfile(p, "u1"), want)
+
+
+def test_punch_hands_back_reserved_blocks_never_written(capsys, tmp_path):
+    p = tmp_path / "reserved.raw"
+    a = mmarray.create(p, 256 * PAGE, "u1", allocate="reserve")
+    a[7 * PAGE] = 1
+    mmarray.region(a).flush()
+    del a
+    assert os.stat(p).st_blocks * 512 >= 256 * PAGE
+    rc, out, _ = run(capsys, "punch", p)
+    assert rc == 0 and os.stat(p).st_blocks * 512 <= 2 * PAGE
+    want = np.zeros(256 * PAGE, "u1")
+    want[7 * PAGE] = 1
+    np.testing.assert_array_equal(np.fromfile(p, "u1"), want)
 
 
 def test_evict_then_prefetch(capsys, tmp_path):

@@ -77,10 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status (0 ok, 1 a command failed).
 
-    Bad usage exits through ``SystemExit(2)``, as argparse does.
-
-    >>> main(["--version"])  # doctest: +SKIP
-    mmarray 0.1.0
+    Bad usage exits through ``SystemExit(2)``, as argparse does. docs/cli.md has
+    examples of every command.
     """
     args = build_parser().parse_args(None if argv is None else list(argv))
     failures = Failures()
