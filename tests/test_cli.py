@@ -339,8 +339,13 @@ def _bad_cases(d: Path) -> list[tuple[list[str], str, str]]:
     """(argv, the file the error names, a piece of its message)."""
     npy, raw, empty = str(d / "ok.npy"), str(d / "ok.i2"), str(d / "empty.npy")
     missing, directory = str(d / "missing.npy"), str(d)
+    bad, fifo = str(d / "bad.npy"), str(d / "fifo")
     return [
         (["info", missing], missing, "No such file or directory"),
+        (["info", bad], bad, "bad .npy header"),
+        (["median", bad], bad, "bad .npy header"),
+        (["info", fifo], fifo, "not a regular file"),
+        (["median", "/dev/null"], "/dev/null", "not a regular file"),
         (["info", directory], directory, "directory"),
         (["info", npy, "--shape", "3"], npy, "give --dtype"),
         (["info", raw, "--dtype", "f8", "--shape", "99"], raw, "needs 792 bytes"),
@@ -371,6 +376,8 @@ def test_user_errors_print_one_line_and_exit_1(capsys, tmp_path):
     np.save(tmp_path / "ok.npy", np.arange(10.0))
     np.arange(100, dtype="i2").tofile(tmp_path / "ok.i2")
     (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{garbage       }\n")
+    os.mkfifo(tmp_path / "fifo")
     for argv, path, piece in _bad_cases(tmp_path):
         rc, out, err = run(capsys, *argv)
         assert rc == 1, (argv, out, err)
@@ -444,3 +451,38 @@ def test_real_process_output_to_a_closed_pipe(tmp_path):
         err = proc.stderr.read().decode()
         proc.wait(timeout=60)
     assert "Traceback" not in err and "Broken pipe" not in err
+
+
+def test_real_process_progress_bar_on_a_terminal_only(tmp_path):
+    pytest.importorskip("tqdm")
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    p = tmp_path / "big.i1"
+    mmarray.create(p, 1 << 24, "i1", fill=3)  # 16 Mi elements: long enough for a bar
+    cmd = [sys.executable, "-m", "mmarray", "median", str(p), "--dtype", "i1"]
+    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "np.float64(3.0)\n", "")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 0x0 draws nothing
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=slave, timeout=60)
+        os.close(slave)
+        slave = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert proc.returncode == 0 and proc.stdout == b"np.float64(3.0)\n"
+    assert b"mmarray:" in drawn and b"%|" in drawn, drawn

@@ -32,7 +32,10 @@ def _layout(whole: np.ndarray[Any, Any], args: argparse.Namespace, name: str) ->
         if args.shape is not None or args.offset:
             raise ValueError("--shape and --offset describe a raw file: give --dtype too")
         span = _npy.header_span(memoryview(whole.data), name)
-        shp, fortran, dt = _npy.parse_header(whole[:span].tobytes())
+        try:
+            shp, fortran, dt = _npy.parse_header(whole[:span].tobytes())
+        except ValueError as e:
+            raise ValueError(f"bad .npy header: {e}") from None
         nbytes = int(np.prod(shp, dtype=object)) * dt.itemsize
         if size - span < nbytes:
             raise ValueError(

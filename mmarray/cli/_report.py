@@ -14,10 +14,18 @@ USER_ERRORS = (OSError, ValueError, TypeError, OverflowError)
 
 
 def _strip_name(message: str, path: str) -> str:
-    """Drop a leading ``path: `` that the library put in its message already."""
+    """Drop a leading ``path: `` (or a trailing ``: 'path'``) that the library put in
+    its message already.
+
+    >>> _strip_name("x.raw: too small", "x.raw"), _strip_name("not regular: 'x.raw'", "x.raw")
+    ('too small', 'not regular')
+    """
     for name in (path, os.path.abspath(path), repr(path)):
         if message.startswith(name + ": "):
             return message[len(name) + 2 :]
+    for name in (repr(path), repr(os.path.abspath(path))):
+        if message.endswith(": " + name):
+            return message[: -len(name) - 2]
     return message
 
 
