@@ -93,7 +93,8 @@ def test_create_refuses_an_existing_file_unless_force(capsys, tmp_path):
     p = tmp_path / "e.npy"
     np.save(p, np.arange(3))
     rc, _, err = run(capsys, "create", p, "--shape", "2", "--dtype", "i1")
-    assert rc == 1 and "File exists" in one_error_line(err, p)
+    assert one_error_line(err, p) == f"mmarray: {p}: file exists (--force replaces it)"
+    assert rc == 1
     np.testing.assert_array_equal(np.load(p), np.arange(3))
     rc, _, _ = run(capsys, "create", p, "--shape", "2", "--dtype", "i1", "--force")
     assert rc == 0 and np.load(p).dtype == np.int8
@@ -309,6 +310,23 @@ def test_punch_hands_back_zero_pages_and_keeps_the_data(capsys, tmp_path):
     np.testing.assert_array_equal(np.fromfile(p, "u1"), want)
 
 
+def test_zero_runs_match_a_page_by_page_check():
+    from mmarray.cli._files import _zero_runs
+
+    rng = np.random.default_rng(4)
+    for size in [0, 1, 15, 16, 17, 64, 100, 160]:
+        for _ in range(50):
+            seg = (rng.random(size) < 0.03).astype(np.uint8)
+            want = [not seg[i : i + 16].any() for i in range(0, size, 16)]
+            got = [False] * len(want)
+            for s, e in _zero_runs(seg, 16):
+                assert s % 16 == 0 and (e % 16 == 0 or e == size) and s < e
+                for page in range(s // 16, -(-e // 16)):
+                    assert not got[page]
+                    got[page] = True
+            assert got == want, (seg, _zero_runs(seg, 16))
+
+
 def test_punch_hands_back_reserved_blocks_never_written(capsys, tmp_path):
     p = tmp_path / "reserved.raw"
     a = mmarray.create(p, 256 * PAGE, "u1", allocate="reserve")
@@ -356,7 +374,7 @@ def _bad_cases(d: Path) -> list[tuple[list[str], str, str]]:
         (["median", empty, "--dtype", "i2", "--shape", "1"], empty, "needs 2 bytes"),
         (["median", npy, "--axis", "5"], npy, "axis 5 is out of bounds"),
         (["quantile", npy, "--q", "2"], npy, "range [0, 1]"),
-        (["create", npy, "--shape", "2", "--dtype", "f8"], npy, "File exists"),
+        (["create", npy, "--shape", "2", "--dtype", "f8"], npy, "file exists"),
         (
             ["create", str(d / "no" / "x.npy"), "--shape", "2", "--dtype", "f8"],
             str(d / "no" / "x.npy"),

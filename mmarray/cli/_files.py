@@ -20,10 +20,13 @@ _CHUNK = 8 << 20  # bytes scanned at a time for zero pages
 def _create(args: argparse.Namespace) -> str:
     if args.fill is not None:
         _args.check_fill(args.fill, args.dtype)
-    a = mmarray.create(
-        args.file, args.shape, args.dtype, fill=args.fill, allocate=args.allocate,
-        exist_ok=args.force, order=args.order,
-    )  # fmt: skip
+    try:
+        a = mmarray.create(
+            args.file, args.shape, args.dtype, fill=args.fill, allocate=args.allocate,
+            exist_ok=args.force, order=args.order,
+        )  # fmt: skip
+    except FileExistsError as e:
+        raise FileExistsError(e.errno, "file exists (--force replaces it)", args.file) from None
     use = mmarray.disk_usage(a)
     return (
         f"{args.file}: created, shape {a.shape} of {a.dtype}, {use.apparent} bytes "
