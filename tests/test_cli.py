@@ -229,6 +229,16 @@ def test_quantile_equals_numpy_and_json_parses(capsys, table):
     assert (d["q"], d["method"], d["shape"]) == (0.3, "lower", [])
 
 
+def test_lists_with_commas(capsys, table):
+    p, want = table
+    _, out, _ = run(capsys, "quantile", "--q", "0.2,0.4", "--axis=0,1", p)
+    assert out == repr(np.quantile(want, [0.2, 0.4], axis=(0, 1))) + "\n"
+    rc, _, err = run(capsys, "quantile", "--q", "0.2", p)  # FILE taken as a q
+    assert rc == 2 and "FILE goes before the options" in err
+    _, out, _ = run(capsys, "quantile", p, "--q", "0.2,0.4", "0.6", "--json")
+    assert json.loads(out)["q"] == [0.2, 0.4, 0.6]
+
+
 def test_nan_median_and_quantile(capsys, tmp_path):
     want = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, np.nan]])
     p = tmp_path / "n.npy"
@@ -418,6 +428,8 @@ def test_user_errors_print_one_line_and_exit_1(capsys, tmp_path):
         ["grow", "x", "-2"],
         ["quantile", "x"],
         ["quantile", "x", "--q", "0.5", "--method", "best"],
+        ["quantile", "x", "--q", "half"],
+        ["median", "x", "--axis", "0,y"],
     ],
 )
 def test_usage_errors_exit_2_without_traceback(capsys, argv):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 import mmarray
 
 __all__ = [
-    "add_raw_options", "check_fill", "count", "dtype", "fill_value", "open_array", "shape",
-    "workers",
+    "add_raw_options", "check_fill", "count", "dtype", "fill_value", "numbers", "open_array",
+    "shape", "workers",
 ]  # fmt: skip
 
 
@@ -58,6 +59,26 @@ def count(text: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
     return n
+
+
+def numbers(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """A converter of ``'0.25,0.75'`` into ``[0.25, 0.75]`` (each item by ``kind``).
+
+    >>> numbers(float)("0.25,0.75"), numbers(int)("1")
+    ([0.25, 0.75], [1])
+    """
+
+    def convert(text: str) -> list[Any]:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a {kind.__name__} or a list of them (e.g. 1,2); "
+                "FILE goes before the options that take several values"
+            ) from None
+
+    convert.__name__ = kind.__name__  # argparse names it in "invalid ... value"
+    return convert
 
 
 def workers(text: str) -> int:

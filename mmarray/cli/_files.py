@@ -118,7 +118,7 @@ def _add_create(sub: Any) -> None:
         "file when the name ends in .npy, a raw file otherwise. The file is sparse (no "
         "disk blocks until written) unless --allocate reserve is given.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the new file: .npy if its name ends so, else raw")
     p.add_argument("--shape", type=_args.shape, required=True, help="e.g. 1000,3")
     p.add_argument("--dtype", type=_args.dtype, required=True, help="e.g. float64")
     p.add_argument("--fill", type=_args.fill_value, help="value of every element (default 0)")
@@ -140,7 +140,7 @@ def add_parsers(sub: Any) -> None:
         description="Extend the array in FILE by N rows along axis 0 (zeros, sparse); a "
         ".npy header is rewritten with the new shape.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a .npy file, or a raw file with --dtype")
     p.add_argument("rows", type=_args.count, metavar="N")
     _args.add_raw_options(p)
     p.set_defaults(run=run)
@@ -151,12 +151,12 @@ def add_parsers(sub: Any) -> None:
         "(fallocate PUNCH_HOLE): the file reads the same, its allocated size drops. Do "
         "not run it while another process writes the file.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="any regular file")
     p.set_defaults(run=run)
     for name, text in (
         ("evict", "write back FILE's dirty pages and drop them from the page cache"),
         ("prefetch", "load all of FILE into the page cache"),
     ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("file", metavar="FILE")
+        p.add_argument("file", metavar="FILE", help="any regular file")
         p.set_defaults(run=run)

@@ -159,7 +159,9 @@ def add_parser(sub: Any) -> None:
         "offsets, the apparent size (ls -l) and the allocated size (du), the holes "
         "(ranges without disk blocks) and the share of its pages in the page cache.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help=".npy or raw files (raw: --dtype shows the array)"
+    )
     p.add_argument(
         "--json", action="store_true", help="one JSON object per file (a list for several)"
     )

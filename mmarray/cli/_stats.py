@@ -34,15 +34,22 @@ def show_progress(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty()
 
 
+def _flat(groups: list[list[Any]] | None) -> list[Any] | None:
+    """``--q 0.1,0.2 0.3`` arrives as ``[[0.1, 0.2], [0.3]]``: one flat list."""
+    return None if groups is None else [x for group in groups for x in group]
+
+
 def compute(args: argparse.Namespace, path: str) -> Any:
     """The statistic the arguments ask for, over the file at ``path``."""
     a = _args.open_array(args, path)
-    axis = None if args.axis is None else args.axis[0] if len(args.axis) == 1 else tuple(args.axis)
+    axes = _flat(args.axis)
+    axis = None if axes is None else axes[0] if len(axes) == 1 else tuple(axes)
     common: dict[str, Any] = dict(axis=axis, workers=args.workers, progress=show_progress(args))
     if args.command == "median":
         median = mmarray.nanmedian if args.nan else mmarray.median
         return median(a, **common)
-    q = args.q[0] if len(args.q) == 1 else args.q
+    qs = _flat(args.q) or []
+    q = qs[0] if len(qs) == 1 else qs
     quantile = mmarray.nanquantile if args.nan else mmarray.quantile
     return quantile(a, q, method=args.method, **common)
 
@@ -52,9 +59,10 @@ def as_json(args: argparse.Namespace, path: str, value: Any) -> str:
     arr = np.asarray(value)
     d: dict[str, Any] = {"file": path, "statistic": args.command}
     if args.command == "quantile":
-        d["q"] = args.q[0] if len(args.q) == 1 else args.q
+        qs = _flat(args.q) or []
+        d["q"] = qs[0] if len(qs) == 1 else qs
         d["method"] = args.method
-    d.update(axis=args.axis, dtype=str(arr.dtype), shape=list(arr.shape), value=arr.tolist())
+    d.update(axis=_flat(args.axis), dtype=str(arr.dtype), shape=list(arr.shape), value=arr.tolist())
     return json.dumps(d)
 
 
@@ -66,9 +74,13 @@ def run(args: argparse.Namespace, failures: Failures) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a .npy file, or a raw file with --dtype")
     p.add_argument(
-        "--axis", type=int, nargs="+", metavar="AX", help="axis or axes to reduce (default: all)"
+        "--axis",
+        type=_args.numbers(int),
+        nargs="+",
+        metavar="AX",
+        help="axis or axes to reduce, e.g. 0 or 0,1 (default: all)",
     )
     p.add_argument("--nan", action="store_true", help="ignore NaNs (nanmedian, nanquantile)")
     p.add_argument("--workers", type=_args.workers, metavar="N", help="threads (default: all CPUs)")
@@ -94,7 +106,12 @@ def add_parsers(sub: Any) -> None:
         description="Exact quantiles of the array in FILE, as numpy.quantile computes them.",
     )
     p.add_argument(
-        "--q", type=float, nargs="+", required=True, metavar="Q", help="quantiles in [0, 1]"
+        "--q",
+        type=_args.numbers(float),
+        nargs="+",
+        required=True,
+        metavar="Q",
+        help="quantiles in [0, 1], e.g. 0.5 or 0.25,0.75",
     )
     p.add_argument(
         "--method", default="linear", choices=METHODS, metavar="METHOD",
