@@ -50,6 +50,17 @@ def _demo(args: argparse.Namespace, failures: Failures) -> None:
         demo.main(args.dir)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit finds no broken pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (captured): nothing to flush
+        pass
+    finally:
+        os.close(devnull)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command (``mmarray --help`` prints it)."""
     parser = argparse.ArgumentParser(
@@ -89,8 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mmarray: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `mmarray info ... | head`: stop quietly, as cat does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _silence_stdout()
         return 1
     return 1 if failures.count else 0
