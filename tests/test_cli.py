@@ -516,3 +516,21 @@ def test_real_process_progress_bar_on_a_terminal_only(tmp_path):
             os.close(slave)
     assert proc.returncode == 0 and proc.stdout == b"np.float64(3.0)\n"
     assert b"mmarray:" in drawn and b"%|" in drawn, drawn
+
+
+def test_interrupt_exits_130_and_bugs_keep_their_traceback(capsys, monkeypatch, table):
+    p, _ = table
+
+    def interrupted(a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mmarray, "median", interrupted)
+    rc, out, err = run(capsys, "median", p)
+    assert (rc, out, err) == (130, "", "mmarray: interrupted\n")
+
+    def buggy(a, **kw):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(mmarray, "median", buggy)
+    with pytest.raises(RuntimeError, match="a bug"):  # not a user error: not hidden
+        main(["median", str(p)])
