@@ -1,0 +1,35 @@
+"""mmarray on dask: arrays whose tasks hold file references, not data.
+
+``pip install mmarray[dask]`` installs dask and distributed. Every task of a graph
+made here holds a few hundred bytes (a file's path and identity, a byte offset,
+shape, strides, dtype); the worker that runs it maps the file where it lies. See
+``docs/dask.md`` for the deployment on several machines (a shared file system, the
+same path or a path map).
+"""
+
+try:
+    import dask.array  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised without dask installed
+    raise ImportError(
+        "mmarray.dask needs dask[array] (and distributed for a cluster): pip install mmarray[dask]"
+    ) from e
+
+from ._io import from_array, from_file, from_files
+from ._mapping import clear_cache
+from ._paths import path_map, resolve
+from ._refs import BlockRef, FileRef
+from ._write import FileTarget, file_target, to_file
+
+__all__ = [
+    "BlockRef",
+    "FileRef",
+    "FileTarget",
+    "clear_cache",
+    "file_target",
+    "from_array",
+    "from_file",
+    "from_files",
+    "path_map",
+    "resolve",
+    "to_file",
+]
