@@ -15,7 +15,6 @@ except ImportError as e:  # pragma: no cover - exercised without dask installed
     ) from e
 
 from ._io import from_array, from_file, from_files
-from ._mapping import clear_cache
 from ._paths import path_map, resolve
 from ._refs import BlockRef, FileRef
 from ._write import FileTarget, file_target, to_file
@@ -24,7 +23,6 @@ __all__ = [
     "BlockRef",
     "FileRef",
     "FileTarget",
-    "clear_cache",
     "file_target",
     "from_array",
     "from_file",

@@ -1,21 +1,21 @@
-"""The worker's side: map the file a task names, check it is the same file, build the chunk.
+"""The worker's side: map the bytes a task names, check it is the same file, build the chunk.
 
-Each worker process keeps its last few mappings open (``CACHE_SIZE``, least recently
-used first out), one per file and mode, so that the tasks of one array map its file
-once. Before a task uses a mapping, the file at the worker's path (the client's path
-through the path map) must still be the one the client saw: same inode and size,
-and the same modification time for files mapped read-only. Otherwise the task
-raises ``OSError(ESTALE)`` naming the path: the file was replaced or changed since
-the dask array was made. A file the worker cannot open raises the ``OSError`` of
-``open`` (``FileNotFoundError``, ``PermissionError``...) naming the path and the worker.
+Each task maps exactly the bytes of its chunk (``mmarray.open`` of the span, any byte
+offset), from the file at the worker's path (the client's path through the path
+map), and checks on the descriptor it mapped that the file is still the one the
+client saw: same inode and size, and the same modification time for files read
+without writing. Otherwise it raises ``OSError(ESTALE)`` naming the path: the file
+was replaced or changed since the dask array was made. The chunk is a view of that
+mapping; it is unmapped when dask drops the chunk, so a worker's memory holds the
+chunks in use, never the whole file (no mapping outlives its chunk). A file the
+worker cannot open raises the ``OSError`` of ``open`` (``FileNotFoundError``,
+``PermissionError``...) naming the path, the worker and the path map.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,7 @@ import mmarray
 from ._paths import current, resolve, who
 from ._refs import BlockRef, FileRef
 
-__all__ = ["CACHE_SIZE", "clear_cache", "load_block", "mapped"]
-
-CACHE_SIZE = 16
-_cache: OrderedDict[tuple[Any, ...], np.ndarray[Any, Any]] = OrderedDict()
-_lock = threading.Lock()
+__all__ = ["load_block", "map_span", "span"]
 
 
 def _check_same(ref: FileRef, local: str, st: os.stat_result) -> None:
@@ -59,12 +55,32 @@ def _unseen(ref: FileRef, local: str, e: OSError) -> OSError:
     )
 
 
-def _open(ref: FileRef, local: str) -> np.ndarray[Any, Any]:
-    """Map the whole file as bytes and check it is ``ref``'s file."""
+def span(
+    offset: int, shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int
+) -> tuple[int, int]:
+    """(first byte, number of bytes) of a non-empty array whose element 0 is at ``offset``."""
+    lo = hi = offset
+    for n, s in zip(shape, strides, strict=True):
+        if s < 0:
+            lo += (n - 1) * s
+        else:
+            hi += (n - 1) * s
+    return lo, hi + itemsize - lo
+
+
+def map_span(ref: FileRef, start: int, length: int) -> np.ndarray[Any, Any]:
+    """Bytes ``start .. start + length`` of ``ref``'s file, mapped, once checked to be its file."""
+    local = resolve(ref.path)
+    if ref.size - start < length or start < 0:
+        raise ValueError(f"bad block reference: bytes {start}+{length} of a {ref.size}-byte file")
     try:
-        base = mmarray.open(local, ref.mode, dtype=np.uint8)
+        base = mmarray.open(local, ref.mode, dtype=np.uint8, shape=(length,), offset=start)
     except OSError as e:
         raise _unseen(ref, local, e) from None
+    except ValueError:
+        # the file is now too small for the span: it was replaced or truncated
+        _check_same(ref, local, os.stat(local))
+        raise
     reg = mmarray.region(base)
     assert reg is not None
     try:
@@ -75,48 +91,16 @@ def _open(ref: FileRef, local: str) -> np.ndarray[Any, Any]:
     return base
 
 
-def mapped(ref: FileRef) -> np.ndarray[Any, Any]:
-    """The whole file of ``ref`` as a uint8 array, from this process's cache when there."""
-    local = resolve(ref.path)
-    if ref.mode == "c":
-        return _open(ref, local)  # private pages: a task's writes must not reach the next
-    key = (local, ref.inode, ref.size, ref.mtime_ns, ref.mode)
-    with _lock:
-        base = _cache.get(key)
-        if base is not None:
-            _cache.move_to_end(key)
-    if base is not None:
-        try:
-            st = os.stat(local)
-        except OSError as e:
-            raise _unseen(ref, local, e) from None
-        _check_same(ref, local, st)
-        return base
-    base = _open(ref, local)
-    with _lock:
-        _cache[key] = base
-        while len(_cache) > CACHE_SIZE:
-            _, old = _cache.popitem(last=False)
-            reg = mmarray.region(old)
-            if reg is not None:
-                reg.close()  # unmapped once no chunk array uses it
-    return base
-
-
-def clear_cache() -> None:
-    """Drop this process's cached mappings (each is unmapped once no array uses it)."""
-    with _lock:
-        bases = list(_cache.values())
-        _cache.clear()
-    for base in bases:
-        reg = mmarray.region(base)
-        if reg is not None:
-            reg.close()
-
-
 def load_block(ref: BlockRef) -> np.ndarray[Any, Any]:
-    """The chunk ``ref`` names, as a view of the mapped file (the task function)."""
+    """The chunk ``ref`` names, as a view of its own mapping (the task function)."""
     if 0 in ref.shape:
         return np.empty(ref.shape, ref.dtype)
-    base = mapped(ref.file)
-    return np.ndarray(ref.shape, ref.dtype, buffer=base, offset=ref.offset, strides=ref.strides)
+    lo, n = span(ref.offset, ref.shape, ref.strides, ref.dtype.itemsize)
+    base = map_span(ref.file, lo, n)
+    block = np.ndarray(
+        ref.shape, ref.dtype, buffer=base, offset=ref.offset - lo, strides=ref.strides
+    )
+    reg = mmarray.region(base)
+    assert reg is not None
+    reg.close()  # the descriptor now; the mapping when the last view of the block goes
+    return block

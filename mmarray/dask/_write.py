@@ -13,7 +13,7 @@ from numpy.typing import DTypeLike
 import mmarray
 
 from ._io import _layout, _start
-from ._mapping import mapped
+from ._mapping import map_span, span
 from ._refs import file_ref
 
 __all__ = ["FileTarget", "file_target", "to_file"]
@@ -23,8 +23,8 @@ class FileTarget:
     """A file as the target of :func:`dask.array.store`: ``target[index] = block``.
 
     It pickles as a reference (the file's path and identity, the byte offset of
-    element 0, shape, strides, dtype); the task that stores a block maps the file
-    writable (through the worker's cache of mappings, see ``mmarray.dask``), writes
+    element 0, shape, strides, dtype); the task that stores a block maps the bytes of
+    its block writable, checks that the file is the one created (inode, size), writes
     the block in place and, with ``flush=True``, ``msync``-s the pages it wrote so that
     the data is on the file system (what a reader on another machine sees) when
     the task ends. Make one with :func:`file_target`.
@@ -51,37 +51,43 @@ class FileTarget:
     def __repr__(self) -> str:
         return f"FileTarget({self.file.path!r}, shape={self.shape}, dtype={self.dtype})"
 
-    def _array(self) -> np.ndarray[Any, Any]:
-        if 0 in self.shape:
-            return np.empty(self.shape, self.dtype)
-        base = mapped(self.file)
-        return np.ndarray(
-            self.shape, self.dtype, buffer=base, offset=self.start, strides=self.strides
+    def _where(self, index: Any) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """(file offset of element 0, shape, strides) of ``self[index]``, from a stand-in
+        array over no memory: numpy's indexing rules, and nothing mapped."""
+        fake = np.lib.stride_tricks.as_strided(
+            np.zeros(1, self.dtype), self.shape, self.strides, writeable=False
         )
+        view = fake[index]
+        if view.size and not np.may_share_memory(view, fake):
+            raise TypeError(f"a FileTarget takes basic indices (ints and slices), not {index!r}")
+        delta = view.__array_interface__["data"][0] - fake.__array_interface__["data"][0]
+        return self.start + delta, view.shape, view.strides
+
+    def _map(self, index: Any) -> tuple[np.ndarray[Any, Any], Any]:
+        """``self[index]`` mapped on its own, and the Region under it (None when empty)."""
+        start, shape, strides = self._where(index)
+        if 0 in shape:
+            return np.empty(shape, self.dtype), None
+        lo, n = span(start, shape, strides, self.dtype.itemsize)
+        base = map_span(self.file, lo, n)
+        view = np.ndarray(shape, self.dtype, buffer=base, offset=start - lo, strides=strides)
+        return view, mmarray.region(base)
 
     def __getitem__(self, index: Any) -> np.ndarray[Any, Any]:
-        return self._array()[index]
+        view, reg = self._map(index)
+        if reg is not None:
+            reg.close()  # the mapping lives on with the view
+        return view
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        whole = self._array()
-        view = whole[index]
-        view[...] = value
-        if self.flush and view.size:
-            reg = mmarray.region(whole)
-            assert reg is not None
-            lo, n = _span(view)
-            reg.flush(lo - reg.address, n)
-
-
-def _span(a: np.ndarray[Any, Any]) -> tuple[int, int]:
-    """(lowest address, bytes) of the memory a non-empty ``a`` covers."""
-    lo = hi = a.__array_interface__["data"][0]
-    for n, s in zip(a.shape, a.strides, strict=True):
-        if s < 0:
-            lo += (n - 1) * s
-        else:
-            hi += (n - 1) * s
-    return lo, hi + a.itemsize - lo
+        view, reg = self._map(index)
+        try:
+            view[...] = value
+            if self.flush and reg is not None:
+                reg.flush()
+        finally:
+            if reg is not None:
+                reg.close()
 
 
 def file_target(
