@@ -387,3 +387,41 @@ def test_import_mmarray_without_dask():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install mmarray[dask]" in out.stdout
+
+
+# ---- memory: a file several times larger than the workers' memory limit ----------------------
+
+
+def _max_rss_mib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+
+
+@pytest.mark.slow
+def test_worker_memory_stays_bounded_on_a_file_larger_than_its_limit(tmp_path):
+    """Each chunk's mapping goes with the chunk: a 1 GiB file reduced by workers limited to
+    256 MiB (the nanny kills a worker at 95% of it) peaks a few chunks above the start."""
+    p = tmp_path / "huge.raw"
+    with open(p, "wb") as f:
+        f.truncate(1 << 30)  # sparse: its pages, once touched, are resident zeros
+    x = md.from_file(p, dtype="f8", chunks=1 << 21)  # 64 chunks of 16 MiB
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=40,
+            memory_limit="256MiB",
+        ) as cluster,
+        distributed.Client(cluster, timeout=TIMEOUT) as c,
+    ):
+        c.wait_for_workers(2, timeout=TIMEOUT)
+        workers = set(c.scheduler_info()["workers"])
+        before = c.run(_max_rss_mib)
+        assert c.compute(x.sum()).result(timeout=TIMEOUT) == 0.0
+        after = c.run(_max_rss_mib)
+        assert set(after) == workers  # no worker was restarted
+        grown = {w: after[w] - before[w] for w in workers}
+        assert max(grown.values()) < 96, grown  # MiB: a few 16 MiB chunks, not 512 MiB each
