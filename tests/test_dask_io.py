@@ -37,7 +37,7 @@ def client():
         n_workers=2,
         processes=True,
         threads_per_worker=1,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=40,
         memory_limit="1GiB",
     )
@@ -411,7 +411,7 @@ def test_worker_memory_stays_bounded_on_a_file_larger_than_its_limit(tmp_path):
             n_workers=2,
             processes=True,
             threads_per_worker=1,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=40,
             memory_limit="256MiB",
         ) as cluster,
