@@ -425,3 +425,51 @@ def test_worker_memory_stays_bounded_on_a_file_larger_than_its_limit(tmp_path):
         assert set(after) == workers  # no worker was restarted
         grown = {w: after[w] - before[w] for w in workers}
         assert max(grown.values()) < 96, grown  # MiB: a few 16 MiB chunks, not 512 MiB each
+
+
+# ---- a race: the file is replaced over and over while blocks are mapped ----------------------
+
+
+def test_replaced_while_mapping_never_gives_the_other_files_data(tmp_path):
+    """Identity is checked on the descriptor that is mapped, not on the path before the
+    open: while a thread swaps two same-sized files (same mtime) under the path, every
+    block is either the referenced file's data or ESTALE, never the other file's."""
+    import threading
+
+    path, keep_a, keep_b = tmp_path / "f.raw", tmp_path / "a.keep", tmp_path / "b.keep"
+    np.full(4096, 1, "i8").tofile(keep_a)
+    np.full(4096, 2, "i8").tofile(keep_b)
+    os.utime(keep_a, ns=(10**9, 10**9))
+    os.utime(keep_b, ns=(10**9, 10**9))
+    os.link(keep_a, path)
+    tasks = list(dict(md.from_file(path, dtype="i8", chunks=512).dask).values())
+    stop = threading.Event()
+
+    def swap() -> None:
+        n = 0
+        while not stop.is_set():
+            tmp = tmp_path / f"t{n}"
+            os.link(keep_b if n % 2 == 0 else keep_a, tmp)
+            os.replace(tmp, path)
+            n += 1
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    seen = {"ok": 0, "stale": 0}
+    deadline = time.monotonic() + 2.0
+    try:
+        while time.monotonic() < deadline:
+            for load_block, ref in tasks:  # each task is (function, reference)
+                try:
+                    block = load_block(ref)
+                except OSError as e:
+                    assert e.errno == errno.ESTALE, e
+                    seen["stale"] += 1
+                    continue
+                assert (block == 1).all(), "mapped the other file's data"
+                seen["ok"] += 1
+    finally:
+        stop.set()
+        swapper.join(timeout=10)
+    assert not swapper.is_alive()
+    assert seen["ok"] > 100 and seen["stale"] > 100, seen
