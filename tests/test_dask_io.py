@@ -473,3 +473,25 @@ def test_replaced_while_mapping_never_gives_the_other_files_data(tmp_path):
         swapper.join(timeout=10)
     assert not swapper.is_alive()
     assert seen["ok"] > 100 and seen["stale"] > 100, seen
+
+
+def _add_one_in_place(block):
+    block += 1
+    return block.sum(keepdims=True)
+
+
+@pytest.mark.parametrize("mode", ["r", "r+", "c"])
+def test_modes_as_in_mmarray_open(client, tmp_path, mode):
+    """'r' blocks are read-only, 'r+' writes reach the file, 'c' writes stay in the task."""
+    p = tmp_path / f"m{mode}.raw"
+    np.zeros(64, "i4").tofile(p)
+    x = md.from_file(p, dtype="i4", chunks=16, mode=mode)
+    out = x.map_blocks(_add_one_in_place, chunks=((1,) * 4,))
+    if mode == "r":
+        with pytest.raises(ValueError, match="read-only"):
+            compute(client, out)
+        return
+    assert compute(client, out).tolist() == [16] * 4
+    assert np.fromfile(p, "i4").sum() == (64 if mode == "r+" else 0)
+    with pytest.raises(ValueError, match="mode must be"):
+        md.from_file(p, dtype="i4", mode="w")

@@ -53,7 +53,7 @@ def _layout(path: Any, mode: str, dtype: Any, shape: Any, offset: int) -> _Layou
     assert reg is not None
     try:
         ref = file_ref(
-            os.path.abspath(os.fsdecode(path)), os.fstat(reg.fileno()), mode, mode == "r"
+            os.path.abspath(os.fsdecode(path)), os.fstat(reg.fileno()), mode, mode != "r+"
         )
         return _Layout(ref, _start(a, reg), a)
     finally:
