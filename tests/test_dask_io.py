@@ -495,3 +495,13 @@ def test_modes_as_in_mmarray_open(client, tmp_path, mode):
     assert np.fromfile(p, "i4").sum() == (64 if mode == "r+" else 0)
     with pytest.raises(ValueError, match="mode must be"):
         md.from_file(p, dtype="i4", mode="w")
+
+
+def test_path_map_from_the_workers_environment():
+    """A worker's own environment can carry the map (dask reads DASK_* variables)."""
+    code = "import mmarray.dask as md; print(md.resolve('/client/data/x.npy'))"
+    env = dict(os.environ, DASK_MMARRAY__PATH_MAP='{"/client/data": "/mnt/d"}')
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stdout.strip() == "/mnt/d/x.npy", out.stderr
