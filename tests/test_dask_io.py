@@ -505,3 +505,22 @@ def test_path_map_from_the_workers_environment():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
     )
     assert out.stdout.strip() == "/mnt/d/x.npy", out.stderr
+
+
+def test_blocks_hold_no_descriptors_and_mappings_go_with_them(tmp_path):
+    """2,000 blocks alive at once hold no descriptor; dropping them unmaps them all."""
+    p = tmp_path / "fds.raw"
+    np.arange(2000 * 16, dtype="i8").tofile(p)
+    tasks = list(dict(md.from_file(p, dtype="i8", chunks=16).dask).values())
+
+    def maps() -> int:
+        with open("/proc/self/maps") as f:
+            return sum(str(p) in line for line in f)
+
+    fds = len(os.listdir("/proc/self/fd"))
+    blocks = [fn(ref) for fn, ref in tasks]
+    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert maps() >= 1000  # neighbouring blocks may share a line of /proc/self/maps
+    assert int(sum(b.sum() for b in blocks)) == np.arange(2000 * 16).sum()
+    del blocks
+    assert maps() == 0
