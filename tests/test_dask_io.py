@@ -337,7 +337,7 @@ def test_replaced_file_raises_estale(client, tmp_path):
     p = tmp_path / "rep.npy"
     np.save(p, np.arange(64.0))
     x = md.from_file(p, chunks=16)
-    assert compute(client, x.sum()) == np.arange(64.0).sum()  # the workers cache the mapping
+    assert compute(client, x.sum()) == np.arange(64.0).sum()
     new = tmp_path / "new.npy"
     np.save(new, np.ones(64))
     os.replace(new, p)
