@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mmarray
 
@@ -527,9 +529,6 @@ def test_blocks_hold_no_descriptors_and_mappings_go_with_them(tmp_path):
 
 
 # ---- awkward layouts, drawn by hypothesis (in this process: dask's synchronous scheduler) ----
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @st.composite
