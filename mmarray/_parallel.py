@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ._core import PAGESIZE
+from ._reducer import UnavailableArray
 from ._workers import check_workers
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["map_chunks"]
 
@@ -40,7 +44,20 @@ def _chunk_rows(a: np.ndarray[Any, Any], chunk: int | None) -> int:
 
 
 def _call(func: Callable[[Any], T], chunk: np.ndarray[Any, Any]) -> T:
+    """In the worker: a chunk that could not be mapped again arrives as an
+    UnavailableArray; its error is the chunk's, whatever func does with it."""
+    if isinstance(chunk, UnavailableArray):
+        chunk.reraise()
     return func(chunk)
+
+
+def _result(fut: Future[T]) -> T:
+    """A future's result; a returned array that could not be mapped again here raises
+    its error (the worker that returned anonymous memory exited before it arrived)."""
+    res = fut.result()
+    if isinstance(res, UnavailableArray):
+        res.reraise()
+    return res
 
 
 def map_chunks(
@@ -113,7 +130,7 @@ def map_chunks(
         results: list[T] = []
         for (lo, hi), fut in zip(bounds, futures, strict=True):
             try:
-                results.append(fut.result())
+                results.append(_result(fut))
             except BaseException as e:
                 for f in futures:
                     f.cancel()

@@ -4,20 +4,27 @@ mapping a reference again on the receiving side.
 An array whose memory is a shareable :class:`Region` (a file mapped ``MAP_SHARED``,
 ``anonymous(shared=True)`` memory, which is a memfd, or named shared memory) is
 described by an :class:`ArrayRef`: where the bytes live, which file that must be
-(device and inode), the byte span the array covers, and its shape, strides, dtype
-and writeability. The receiver maps the same pages and rebuilds the same view.
+(device, inode and a stamp that changes when the file is replaced, from
+:func:`mmarray._core.file_identity`), the byte span the array covers, and its shape,
+strides, dtype and writeability. The receiver maps the same pages and rebuilds the
+same view.
 
 Two ways of naming the file:
 
 * by path: a file that still has a name. The path is read back from
   ``/proc/self/fd`` when the reference is made, so a renamed file is still found;
-  the receiver checks device and inode, and that the file still holds the span,
-  so a replaced or truncated file raises ``OSError(ESTALE)`` instead of mapping
-  the wrong data.
+  the receiver checks device, inode and stamp (ext4 gives a new file the inode
+  number of one just deleted: the stamp tells them apart), and that the file still
+  holds the span, so a replaced or truncated file raises ``OSError(ESTALE)`` instead
+  of mapping the wrong data.
 * by descriptor: memfds and deleted files, which have no name. :func:`share`
   (any transport) names the descriptor as ``/proc/<pid>/fd/<n>``, which works
   only while the sending process keeps the region open. Through multiprocessing
   the descriptor itself travels instead (see :mod:`mmarray._reducer`).
+
+Everything :func:`describe` reads, it reads from a duplicate of the region's
+descriptor that it owns (``Region.dup()``), never from the region's own number,
+which a concurrent ``close()`` may hand to another file.
 """
 
 from __future__ import annotations
@@ -29,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Region
+from ._core import Region, file_identity
 from ._core import ndarray as _ndarray
 from ._extent import array_extent, strided_extent
 from ._region import region
 from ._shape import shape_tuple
 
-__all__ = ["ArrayRef", "describe", "open_ref", "share"]
+__all__ = ["ArrayRef", "check_identity", "describe", "open_ref", "share"]
 
 
 class ArrayRef:
@@ -51,6 +58,7 @@ class ArrayRef:
         "device",
         "inode",
         "file_size",
+        "stamp",
         "offset",
         "length",
         "data_offset",
@@ -64,6 +72,7 @@ class ArrayRef:
     device: int
     inode: int
     file_size: int
+    stamp: tuple[tuple[str, int], ...]
     offset: int
     length: int
     data_offset: int
@@ -108,7 +117,9 @@ class ArrayRef:
             The file (or, for a memfd, the process that held it) is gone.
         OSError
             With ``errno.ESTALE`` when the file was replaced (another device or
-            inode) or truncated below the referenced bytes since the reference was made.
+            inode, or a new file that reuses the inode number: another birth time or
+            inode generation) or truncated below the referenced bytes since the
+            reference was made.
         """
         return open_ref(self, None)
 
@@ -126,6 +137,7 @@ def _check_ref(ref: ArrayRef) -> np.dtype[Any]:
             raise TypeError(f"bad ArrayRef: {field} must be an int, not {value!r}")
         if value < 0:
             raise ValueError(f"bad ArrayRef: {field} must be non-negative, got {value}")
+    _check_stamp(ref.stamp)
     if not isinstance(ref.writeable, (bool, np.bool_)):
         raise TypeError(f"bad ArrayRef: writeable must be a bool, not {ref.writeable!r}")
     dt = ref.dtype
@@ -147,8 +159,85 @@ def _check_ref(ref: ArrayRef) -> np.dtype[Any]:
     return dt
 
 
+def _check_stamp(stamp: Any) -> None:
+    """A stamp is what file_identity() gives: one or two (name, int) pairs."""
+    if not isinstance(stamp, tuple) or not 1 <= len(stamp) <= 2:
+        raise TypeError(
+            f"bad ArrayRef: stamp must be a tuple of (name, value) pairs, not {stamp!r}"
+        )
+    for pair in stamp:
+        if not (
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and pair[0] in _STAMP_NAMES
+            and isinstance(pair[1], int)
+            and not isinstance(pair[1], bool)
+        ):
+            raise TypeError(f"bad ArrayRef: stamp must be (name, value) pairs, not {stamp!r}")
+
+
+_STAMP_NAMES = {"btime": "birth time", "generation": "inode generation", "ctime": "change time"}
+
+
+def _open_path(ref: ArrayRef) -> int:
+    """A descriptor of the file ``ref.path`` names, or an OSError that says why not."""
+    # O_NONBLOCK: a path that now names a FIFO must not block the open
+    flags = (os.O_RDWR if ref.writeable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        return os.open(ref.path, flags)
+    except FileNotFoundError:
+        what = (
+            "the process holding this memory exited or closed it"
+            if ref.kind == "fd"
+            else "the file was deleted or moved"
+        )
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot open the memory behind an ArrayRef: {what}", ref.path
+        ) from None
+    except PermissionError:
+        how = "reading and writing" if ref.writeable else "reading"
+        raise PermissionError(
+            errno.EACCES,
+            f"cannot open the memory behind an ArrayRef for {how}: this process "
+            "lacks the permission (it may run as another user than the sender)",
+            ref.path,
+        ) from None
+
+
+def check_identity(ref: ArrayRef, fd: int) -> None:
+    """OSError(ESTALE) naming ``ref.path`` unless ``fd`` is the file ``ref`` was made of
+    (device, inode and stamp) and still holds the referenced bytes."""
+    device, inode, size, stamp = file_identity(fd)
+    if (device, inode) != (ref.device, ref.inode) or stamp != ref.stamp:
+        if (device, inode) != (ref.device, ref.inode):
+            how = f"device/inode {device}/{inode}, expected {ref.device}/{ref.inode}"
+        else:
+            names = {n for n, _ in stamp} | {n for n, _ in ref.stamp}
+            changed = [
+                _STAMP_NAMES[n]
+                for n in sorted(names)
+                if dict(stamp).get(n) != dict(ref.stamp).get(n)
+            ]
+            how = f"a new file with the same inode number: its {' and '.join(changed)} differ"
+        raise OSError(
+            errno.ESTALE,
+            f"stale ArrayRef: the file was replaced since the reference was made ({how})",
+            ref.path,
+        )
+    if size - ref.offset < ref.length:
+        raise OSError(
+            errno.ESTALE,
+            f"stale ArrayRef: the file was truncated to {size} bytes since the "
+            f"reference was made ({ref.file_size} bytes); the array needs bytes "
+            f"{ref.offset}..{ref.offset + ref.length}",
+            ref.path,
+        )
+
+
 def open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
-    """Map ``ref``; ``fd`` is a descriptor of the file when one was passed along."""
+    """Map ``ref``; ``fd`` is a descriptor of the file when one was passed along (it is
+    checked too: a forged reference must not pair one file's descriptor with another's
+    description)."""
     dt = _check_ref(ref)
     if ref.length == 0:
         empty = np.ndarray(ref.shape, dt, strides=ref.strides)
@@ -156,44 +245,9 @@ def open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
         return empty
     own = fd is None
     if fd is None:
-        # O_NONBLOCK: a path that now names a FIFO must not block the open
-        flags = (os.O_RDWR if ref.writeable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK
-        try:
-            fd = os.open(ref.path, flags)
-        except FileNotFoundError:
-            what = (
-                "the process holding this memory exited or closed it"
-                if ref.kind == "fd"
-                else ("the file was deleted or moved")
-            )
-            raise FileNotFoundError(
-                errno.ENOENT, f"cannot open the memory behind an ArrayRef: {what}", ref.path
-            ) from None
-        except PermissionError:
-            how = "reading and writing" if ref.writeable else "reading"
-            raise PermissionError(
-                errno.EACCES,
-                f"cannot open the memory behind an ArrayRef for {how}: this process "
-                "lacks the permission (it may run as another user than the sender)",
-                ref.path,
-            ) from None
+        fd = _open_path(ref)
     try:
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (ref.device, ref.inode):
-            raise OSError(
-                errno.ESTALE,
-                f"stale ArrayRef: the file was replaced since the reference was made "
-                f"(device/inode {st.st_dev}/{st.st_ino}, expected {ref.device}/{ref.inode})",
-                ref.path,
-            )
-        if st.st_size - ref.offset < ref.length:
-            raise OSError(
-                errno.ESTALE,
-                f"stale ArrayRef: the file was truncated to {st.st_size} bytes since the "
-                f"reference was made ({ref.file_size} bytes); the array needs bytes "
-                f"{ref.offset}..{ref.offset + ref.length}",
-                ref.path,
-            )
+        check_identity(ref, fd)
         name = ref.path if ref.kind == "path" else None
         reg = Region(
             fd, ref.length, ref.offset, access="w" if ref.writeable else "r", shared=True, name=name
@@ -205,36 +259,61 @@ def open_ref(ref: ArrayRef, fd: int | None) -> np.ndarray[Any, Any]:
     return np.ndarray(ref.shape, dt, buffer=base, offset=ref.data_offset, strides=ref.strides)
 
 
-def describe(a: np.ndarray[Any, Any]) -> tuple[ArrayRef, int] | None:
-    """An ArrayRef for ``a`` and its region's descriptor, or None when ``a`` is not shareable."""
-    reg = region(a)
-    if reg is None or not reg.shared or reg.access == "c" or reg.closed:
-        return None
-    fd = reg.fileno()
-    if fd < 0:
-        return None
-    if a.dtype.hasobject:
-        return None
-    low, length, data_offset = array_extent(a)
-    st = os.fstat(fd)
-    rel = low - reg.address if length else 0
-    if length and (rel < 0 or reg.size - rel < length):
-        return None  # not inside the region: cannot happen for views, be safe anyway
-    kind, path = "fd", f"/proc/{os.getpid()}/fd/{fd}"
-    if reg.name is not None and st.st_nlink > 0:
+def _name_of(reg: Region, fd: int) -> tuple[str, str] | None:
+    """(kind, path) for a reference to the file open on ``fd`` (a duplicate of ``reg``'s
+    descriptor): its path while it has one, else ``/proc/<pid>/fd/<n>`` with ``reg``'s
+    own number, which lives as long as the region (None once the region was closed)."""
+    if reg.name is not None and os.fstat(fd).st_nlink > 0:
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             target = os.path.abspath(reg.name)
         # " (deleted)": the name we opened is gone (another hard link may remain)
         if not target.endswith(" (deleted)"):
-            kind, path = "path", target
+            return "path", target
+    try:
+        number = reg.fileno()  # only a name: check_identity() refuses another file behind it
+    except ValueError:
+        return None
+    return "fd", f"/proc/{os.getpid()}/fd/{number}"
+
+
+def describe(a: np.ndarray[Any, Any]) -> tuple[ArrayRef, int] | None:
+    """An ArrayRef for ``a`` and a descriptor of its file that the caller owns (and must
+    close), or None when ``a`` is not shareable.
+
+    The descriptor is a duplicate (``Region.dup()``) taken first: everything the
+    reference says is read from it, so a concurrent ``close()`` of the region cannot
+    make it describe whatever file reuses the region's descriptor number."""
+    reg = region(a)
+    if reg is None or not reg.shared or reg.access == "c" or reg.closed or a.dtype.hasobject:
+        return None
+    try:
+        fd = reg.dup()
+    except ValueError:  # closed meanwhile, or private anonymous memory (no descriptor)
+        return None
+    try:
+        low, length, data_offset = array_extent(a)
+        rel = low - reg.address if length else 0
+        if length and (rel < 0 or reg.size - rel < length):
+            raise ValueError("not inside the region")  # cannot happen for views, be safe anyway
+        device, inode, size, stamp = file_identity(fd)
+        named = _name_of(reg, fd)
+        if named is None:
+            raise ValueError("closed")
+    except ValueError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
     ref = ArrayRef(
-        kind,
-        path,
-        st.st_dev,
-        st.st_ino,
-        st.st_size,
+        named[0],
+        named[1],
+        device,
+        inode,
+        size,
+        stamp,
         reg.offset + rel,
         length,
         data_offset,
@@ -297,4 +376,5 @@ def share(a: np.ndarray[Any, Any]) -> ArrayRef:
             "(mode 'r' or 'r+'), anonymous(shared=True) or named() memory, with its "
             "region still open; copy-on-write and ordinary arrays can only be copied"
         )
+    os.close(got[1])
     return got[0]

@@ -122,5 +122,7 @@ int mm_kernels_add(PyObject *module);
 int mm_pages_add(PyObject *module);
 /* sparse.c: sparse-file operations (punching holes, data extents). */
 int mm_sparse_add(PyObject *module);
+/* identity.c: file_identity(fd), what tells a file from one that reuses its inode. */
+int mm_identity_add(PyObject *module);
 
 #endif

@@ -33,6 +33,8 @@ module_exec(PyObject *module)
         goto done;
     if (mm_sparse_add(module) < 0)
         goto done;
+    if (mm_identity_add(module) < 0)
+        goto done;
     rc = 0;
 done:
     return rc;

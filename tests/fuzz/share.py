@@ -45,6 +45,18 @@ garbage = {
     "device": st.sampled_from([0, -1, "x", 2**70]),
     "inode": st.sampled_from([0, -1, "x", 2**70]),
     "file_size": st.sampled_from([0, -1, "x", 2**70]),
+    "stamp": st.sampled_from(
+        [
+            (),
+            "x",
+            None,
+            (("btime", 0),),
+            (("nope", 1),),
+            (("btime", "x"),),
+            (("generation", 1), ("btime", 2), ("ctime", 3)),
+            (("ctime", 1),),
+        ]
+    ),
     "offset": st.sampled_from([-1, 1, PAGE, 2**40, 2**63, 2**70, "x", 1.5]),
     "length": st.sampled_from([0, -1, 1, PAGE, 2**40, 2**63, "x"]),
     "data_offset": st.sampled_from([-1, 1, 8, 2**40, 2**63, "x"]),
