@@ -58,15 +58,17 @@ class UnavailableArray:
     OSError: [Errno 116] stale ArrayRef: '/tmp/a.npy'
     """
 
-    __slots__ = ("error",)
+    __slots__ = ("error", "_tb")
     error: BaseException
 
     def __init__(self, error: BaseException) -> None:
         object.__setattr__(self, "error", error)
+        object.__setattr__(self, "_tb", error.__traceback__)
 
     def reraise(self) -> NoReturn:
-        """Raise the error that mapping the array raised."""
-        raise self.error
+        """Raise the error that mapping the array raised (with the traceback of that
+        failure, not one that grows with every use)."""
+        raise self.error.with_traceback(self._tb)
 
     def __getattr__(self, name: str) -> NoReturn:
         self.reraise()
