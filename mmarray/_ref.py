@@ -160,20 +160,18 @@ def _check_ref(ref: ArrayRef) -> np.dtype[Any]:
 
 
 def _check_stamp(stamp: Any) -> None:
-    """A stamp is what file_identity() gives: one or two (name, int) pairs."""
-    if not isinstance(stamp, tuple) or not 1 <= len(stamp) <= 2:
-        raise TypeError(
-            f"bad ArrayRef: stamp must be a tuple of (name, value) pairs, not {stamp!r}"
-        )
-    for pair in stamp:
-        if not (
+    """A stamp is what file_identity() gives: one or two (name, int) pairs, names distinct."""
+    ok = isinstance(stamp, tuple) and 1 <= len(stamp) <= 2
+    for pair in stamp if ok else ():
+        ok = ok and (
             isinstance(pair, tuple)
             and len(pair) == 2
             and pair[0] in _STAMP_NAMES
             and isinstance(pair[1], int)
             and not isinstance(pair[1], bool)
-        ):
-            raise TypeError(f"bad ArrayRef: stamp must be (name, value) pairs, not {stamp!r}")
+        )
+    if not ok or len({pair[0] for pair in stamp}) != len(stamp):
+        raise TypeError(f"bad ArrayRef: stamp must be (name, value) pairs, not {stamp!r}")
 
 
 _STAMP_NAMES = {"btime": "birth time", "generation": "inode generation", "ctime": "change time"}
