@@ -107,9 +107,11 @@ def _rebuild(ref: ArrayRef) -> Any:
 
 
 def _sender_gone(ref: ArrayRef, err: BaseException) -> OSError:
-    code = err.errno if isinstance(err, OSError) and err.errno else errno.ECONNREFUSED
+    """ProcessLookupError (ESRCH) that says what happened (the socket of the sender's
+    resource sharer refused, reset or vanished: ECONNREFUSED, ECONNRESET, ENOENT or an
+    EOFError, as the race went) and what to do."""
     e = OSError(
-        code,
+        errno.ESRCH,
         "memory without a name (anonymous memory, or a file deleted while mapped) travels "
         "by descriptor, and the process that sent it exited before it was received: use "
         "a file or mmarray.named() memory, or keep the sender alive until it is received "
@@ -125,6 +127,8 @@ def _rebuild_fd(ref: ArrayRef, dupfd: Any) -> Any:
         fd = dupfd.detach()
     except (OSError, EOFError) as e:  # the sender's resource sharer is gone
         return _rebuild(ref) if ref.kind == "path" else UnavailableArray(_sender_gone(ref, e))
+    except Exception as e:  # an AuthenticationError, say: deferred as it is
+        return UnavailableArray(e)
     try:
         return open_ref(ref, fd)
     except Exception as e:

@@ -267,9 +267,9 @@ def test_anonymous_memory_from_a_sender_that_exited_says_what_happened(method):
     p.join(60)
     assert p.exitcode == 0
     got = q.get(timeout=30)  # ConnectionRefusedError here before
-    with pytest.raises(OSError, match="exited before it was received") as ei:
+    with pytest.raises(ProcessLookupError, match="exited before it was received") as ei:
         np.asarray(got)
-    assert "named()" in str(ei.value)
+    assert "named()" in str(ei.value) and ei.value.errno == errno.ESRCH
 
 
 def _anonymous_result():
@@ -286,7 +286,7 @@ def test_anonymous_memory_returned_by_a_worker_that_exits_arrives_or_says_why():
             got = ex.submit(_anonymous_result).result(timeout=60)  # BrokenProcessPool before
             try:
                 seen.add("arrived" if (np.asarray(got) == 5).all() else "wrong bytes")
-            except OSError as e:
+            except ProcessLookupError as e:
                 assert "exited before it was received" in str(e)
                 seen.add("explained")
     assert "wrong bytes" not in seen, seen
