@@ -290,3 +290,34 @@ def test_anonymous_memory_returned_by_a_worker_that_exits_arrives_or_says_why():
                 assert "exited before it was received" in str(e)
                 seen.add("explained")
     assert "wrong bytes" not in seen, seen
+
+
+# ---- the descriptor travels where it can: with a process being started -----------------
+
+
+def _report_first_bytes(arrays, q):
+    out = []
+    for a in arrays:
+        try:
+            out.append(int(np.asarray(a)[0]))
+        except OSError as e:
+            out.append(f"{type(e).__name__}: {e}")
+    q.put(out)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_file_among_a_started_process_arguments_travels_by_descriptor(tmp_path, method):
+    """The path is replaced while the child starts: the child still maps the file the
+    parent sent (its descriptor went with the process), as a copy would have given."""
+    ctx = mp.get_context(method)
+    path = tmp_path / "arg.raw"
+    ro, rw = _new_file(path, 1), mmarray.open(path, "r+", dtype="u1")
+    q = ctx.Queue()
+    p = ctx.Process(target=_report_first_bytes, args=([ro[5:], rw[::3], ro], q))
+    p.start()
+    with open(tmp_path / "new.raw", "wb") as f:
+        f.write(b"\x02" * SIZE)
+    os.replace(tmp_path / "new.raw", path)  # before the child unpickles: it imports first
+    p.join(60)
+    assert p.exitcode == 0  # a child whose arguments fail to unpickle dies
+    assert q.get(timeout=10) == [1, 1, 1]
