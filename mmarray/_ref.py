@@ -202,24 +202,31 @@ def _open_path(ref: ArrayRef) -> int:
         ) from None
 
 
+def _what_changed(ref: ArrayRef, device: int, inode: int, stamp: Any) -> str:
+    if (device, inode) != (ref.device, ref.inode):
+        return f"device/inode {device}/{inode}, expected {ref.device}/{ref.inode}"
+    now, then = dict(stamp), dict(ref.stamp)
+    changed = [
+        _STAMP_NAMES[n] for n in sorted(now.keys() | then.keys()) if now.get(n) != then.get(n)
+    ]
+    how = f"a new file with the same inode number: its {' and '.join(changed)} "
+    if list(now) == list(then) == ["ctime"]:
+        return how + (
+            "differs; this file system keeps neither a birth time nor an inode generation, "
+            "so a write or chmod since the reference was made looks the same"
+        )
+    return how + ("differs" if len(changed) == 1 else "differ")
+
+
 def check_identity(ref: ArrayRef, fd: int) -> None:
     """OSError(ESTALE) naming ``ref.path`` unless ``fd`` is the file ``ref`` was made of
     (device, inode and stamp) and still holds the referenced bytes."""
     device, inode, size, stamp = file_identity(fd)
     if (device, inode) != (ref.device, ref.inode) or stamp != ref.stamp:
-        if (device, inode) != (ref.device, ref.inode):
-            how = f"device/inode {device}/{inode}, expected {ref.device}/{ref.inode}"
-        else:
-            names = {n for n, _ in stamp} | {n for n, _ in ref.stamp}
-            changed = [
-                _STAMP_NAMES[n]
-                for n in sorted(names)
-                if dict(stamp).get(n) != dict(ref.stamp).get(n)
-            ]
-            how = f"a new file with the same inode number: its {' and '.join(changed)} differ"
         raise OSError(
             errno.ESTALE,
-            f"stale ArrayRef: the file was replaced since the reference was made ({how})",
+            "stale ArrayRef: the file was replaced since the reference was made "
+            f"({_what_changed(ref, device, inode, stamp)})",
             ref.path,
         )
     if size - ref.offset < ref.length:
