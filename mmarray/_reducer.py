@@ -161,9 +161,13 @@ def _popen_dupfd(popen: Any, ref: ArrayRef, fd: int) -> Any:
     key = (ref.device, ref.inode, fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE)
     if key in cache:
         os.close(fd)
-    else:
+        return cache[key]
+    try:
         cache[key] = popen.DupFd(popen.duplicate_for_child(fd))
         weakref.finalize(popen, os.close, fd)
+    except BaseException:
+        os.close(fd)
+        raise
     return cache[key]
 
 

@@ -127,6 +127,24 @@ def test_a_reference_with_another_stamp_is_stale_and_a_malformed_stamp_is_refuse
     assert (ref.open() == 3).all()
 
 
+def test_file_identity_of_a_bad_descriptor_raises():
+    from mmarray import _core
+
+    for fd in (-1, 2**20):
+        with pytest.raises(OSError) as ei:
+            _core.file_identity(fd)
+        assert ei.value.errno == errno.EBADF
+    with pytest.raises(TypeError):
+        _core.file_identity("3")
+    r, w = os.pipe()
+    try:  # a pipe has an identity too (no birth time or generation: its change time)
+        device, inode, size, stamp = _core.file_identity(r)
+        assert (device, inode) == (os.fstat(r).st_dev, os.fstat(r).st_ino) and stamp
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 # ---- pickling holds the region's descriptor: no reference to whatever reuses the number ----
 
 
