@@ -14,6 +14,7 @@ from ._memmap import memmap
 from ._named import named, unlink
 from ._parallel import map_chunks
 from ._picture import Residency, residency
+from ._reducer import UnavailableArray
 from ._reducer import install_reducer as _install_reducer
 from ._ref import ArrayRef, share
 from ._region import region
@@ -34,6 +35,7 @@ __all__ = [
     "PAGESIZE",
     "DiskUsage",
     "Region",
+    "UnavailableArray",
     "Residency",
     "__version__",
     "advise",
