@@ -6,6 +6,7 @@ closed at its end; every compute on it has a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
@@ -401,6 +402,10 @@ def _max_rss_mib() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    bool(os.environ.get("MMARRAY_SANITIZER")),
+    reason="a sanitizer's shadow memory and kept allocations exceed the worker's memory limit",
+)
 def test_worker_memory_stays_bounded_on_a_file_larger_than_its_limit(tmp_path):
     """Each chunk's mapping goes with the chunk: a 1 GiB file reduced by workers limited to
     256 MiB (the nanny kills a worker at 95% of it) peaks a few chunks above the start."""
@@ -519,9 +524,15 @@ def test_blocks_hold_no_descriptors_and_mappings_go_with_them(tmp_path):
         with open("/proc/self/maps") as f:
             return sum(str(p) in line for line in f)
 
-    fds = len(os.listdir("/proc/self/fd"))
+    def fds_of_the_file() -> int:  # other threads (the cluster's) may open descriptors
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found += os.readlink(f"/proc/self/fd/{fd}") == str(p)
+        return found
+
     blocks = [fn(ref) for fn, ref in tasks]
-    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert fds_of_the_file() == 0
     assert maps() >= 1000  # neighbouring blocks may share a line of /proc/self/maps
     assert int(sum(b.sum() for b in blocks)) == np.arange(2000 * 16).sum()
     del blocks

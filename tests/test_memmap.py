@@ -316,7 +316,7 @@ def test_mmap_close_races_readers_without_a_dangling_pointer(tmp_path):
         t.start()
     deadline, rounds = time.monotonic() + 2.0, 0
     try:
-        while time.monotonic() < deadline and not stop.is_set():
+        while (time.monotonic() < deadline or rounds < 100) and not stop.is_set():
             m = mmarray.memmap(fn, dtype="<i4", mode="r+")
             box[0] = m[rounds % 2 :] if rounds % 3 else m
             reg = m._mmap

@@ -94,7 +94,11 @@ def test_makefile_and_pyproject_declare_the_same_minimums():
 
 
 def test_version_flag():
-    out = _run(sys.executable, "-m", "mmarray", "--version")
+    done = subprocess.run(
+        [sys.executable, "-m", "mmarray", "--version"], capture_output=True, text=True, timeout=60
+    )  # this environment as it is (a sanitizer's LD_PRELOAD included)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert out == f"mmarray {mmarray.__version__}\n"
     assert PYPROJECT["project"]["scripts"]["mmarray"] == "mmarray.__main__:main"
 
