@@ -19,7 +19,7 @@ from ._core import Region
 from ._extent import page_ranges
 from ._region import open_regular_file, target_region
 
-__all__ = ["ADVICE", "advise", "evict", "prefetch", "resident_map"]
+__all__ = ["ADVICE", "advise", "evict", "prefetch", "resident_map", "stream_mode"]
 
 #: The advice names :func:`advise` accepts.
 ADVICE = ("normal", "sequential", "random", "willneed", "dontneed", "hugepage", "nohugepage")
@@ -29,6 +29,11 @@ _OPTIONAL = frozenset({"hugepage", "nohugepage"})
 _MISSING = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 # Set to False once MADV_POPULATE_READ turns out to be missing (tests set it too).
 _have_populate = True
+# A reduction over fewer bytes reads no file ahead (the kernel's read-around suffices).
+_STREAM_MIN = 64 << 20
+# Reductions over more bytes than this drop the cold pages behind them; None: half of
+# the memory available (MemAvailable), read at each call.  The tests set it.
+_DROP_BEHIND_BYTES: int | None = None
 
 
 def _refuse_private_writes(reg: Region, what: str) -> None:
@@ -193,3 +198,36 @@ def resident_map(a: np.ndarray[Any, Any] | Region) -> np.ndarray[Any, Any]:
     maps = [np.frombuffer(_core.mincore(reg, lo, hi), dtype=np.uint8) for lo, hi in ranges]
     flat = np.concatenate(maps) if maps else np.zeros(0, dtype=np.uint8)
     return flat.astype(bool)
+
+
+def _memory_available() -> int:
+    """MemAvailable from /proc/meminfo, in bytes (else the physical memory)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def stream_mode(x: np.ndarray[Any, Any], r: int, reg: Region | None) -> int:
+    """How the kernels read x (its last r axes one lane) over a file that may be cold:
+    0, as they come (in memory, several lanes, or small); 1, read ahead of the pass;
+    2, read ahead and drop behind it the pages that were not resident before (more
+    bytes than `_DROP_BEHIND_BYTES`, by default half the memory available: a file
+    larger than memory would evict everything else).
+
+    The kernels themselves look at which pages are resident (``mincore``) and read
+    nothing ahead where the file is warm; a copy-on-write mapping that may hold
+    private changes never drops behind.
+    """
+    mode = 0
+    if reg is not None and not reg.is_anonymous and x.ndim == r and x.nbytes >= _STREAM_MIN:
+        limit = _DROP_BEHIND_BYTES
+        if limit is None:
+            limit = _memory_available() // 2
+        drop_ok = reg.shared or reg.access == "r"
+        mode = 2 if drop_ok and x.nbytes > limit else 1
+    return mode

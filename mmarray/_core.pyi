@@ -103,6 +103,8 @@ def select(
     workers: int = 1,
     progress: Any = None,
     region: Region | None = None,
+    *,
+    stream: int = 0,
 ) -> np.ndarray[Any, Any]: ...
 def count_nan(
     x: np.ndarray[Any, Any],
@@ -110,6 +112,8 @@ def count_nan(
     workers: int = 1,
     progress: Any = None,
     region: Region | None = None,
+    *,
+    stream: int = 0,
 ) -> np.ndarray[Any, Any]: ...
 
 # For the tests only, not part of the API: (sampled, windowed, missed), the long 16-bit

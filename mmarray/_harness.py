@@ -17,6 +17,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from . import _core
+from ._cache import stream_mode
 from ._fallback import kernel_array
 from ._workers import kernel_workers
 
@@ -104,9 +105,10 @@ def select(
     x: np.ndarray, r: int, ranks: np.ndarray, workers: int, progress: Any, reg: Any
 ) -> np.ndarray:
     """The kernels' values at ranks; reg (the Region under x, or None) is named in the
-    OSError a SIGBUS (a file truncated under its mapping) turns into."""
+    OSError a SIGBUS (a file truncated under its mapping) turns into, and a cold file
+    under it is read ahead (`mmarray._cache.stream_mode`)."""
     ranks = np.ascontiguousarray(ranks, dtype=np.int64)
-    return _core.select(x, r, ranks, workers, progress, region=reg)
+    return _core.select(x, r, ranks, workers, progress, region=reg, stream=stream_mode(x, r, reg))
 
 
 def nan_counts(
@@ -116,7 +118,9 @@ def nan_counts(
     zeros, with no pass over the data, for types that hold no NaN."""
     if x.dtype.kind != "f":
         return np.zeros(outer, dtype=np.intp)
-    return _core.count_nan(x, r, workers, rep.span(0.0, 0.3), region=reg).reshape(outer)
+    prog = rep.span(0.0, 0.3)
+    mode = stream_mode(x, r, reg)
+    return _core.count_nan(x, r, workers, prog, region=reg, stream=mode).reshape(outer)
 
 
 class Reduction(NamedTuple):

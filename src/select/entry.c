@@ -131,16 +131,17 @@ sel_acquire_guard(void)
 static PyObject *
 mm_select(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"x", "r", "ranks", "workers", "progress", "region", NULL};
+    static char *kwlist[] = {"x", "r", "ranks", "workers", "progress", "region", "stream",
+                             NULL};
     PyObject *xo, *ro, *progress = Py_None, *region = Py_None, *result = NULL;
     PyArrayObject *x = NULL, *rk = NULL, *out = NULL;
-    int r, workers = 1, guarded = 0, rc = 0;
+    int r, workers = 1, guarded = 0, rc = 0, stream = 0;
     mm_sel s;
     npy_intp dims[2];
 
     memset(&s, 0, sizeof(s));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|iOO:select", kwlist, &xo, &r, &ro, &workers,
-                                     &progress, &region))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|iOO$i:select", kwlist, &xo, &r, &ro,
+                                     &workers, &progress, &region, &stream))
         goto done;
     if (!PyArray_Check(xo)) {
         PyErr_SetString(PyExc_TypeError, "select: x must be a numpy array");
@@ -163,8 +164,10 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
     if (sel_acquire_guard() < 0)
         goto done;
     guarded = 1;
+    mm_sel_stream_begin(&s, stream);
     if (s.n_lanes > 0 && s.n_ranks > 0)
         rc = s.lane_len <= MM_SHORT ? mm_select_short_lanes(&s) : mm_select_long_lanes(&s);
+    mm_sel_stream_end(&s);
     if (rc == 0) {
         result = (PyObject *)out;
         out = NULL;
@@ -181,16 +184,16 @@ done:
 static PyObject *
 mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"x", "r", "workers", "progress", "region", NULL};
+    static char *kwlist[] = {"x", "r", "workers", "progress", "region", "stream", NULL};
     PyObject *xo, *progress = Py_None, *region = Py_None, *result = NULL;
     PyArrayObject *x = NULL, *out = NULL;
-    int r, workers = 1, guarded = 0;
+    int r, workers = 1, guarded = 0, rc, stream = 0;
     mm_sel s;
     npy_intp dims[1];
 
     memset(&s, 0, sizeof(s));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oi|iOO:count_nan", kwlist, &xo, &r, &workers,
-                                     &progress, &region))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oi|iOO$i:count_nan", kwlist, &xo, &r, &workers,
+                                     &progress, &region, &stream))
         goto done;
     if (!PyArray_Check(xo)) {
         PyErr_SetString(PyExc_TypeError, "count_nan: x must be a numpy array");
@@ -208,7 +211,10 @@ mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
         if (sel_acquire_guard() < 0)
             goto done;
         guarded = 1;
-        if (mm_count_lane_nans(&s, (npy_intp *)PyArray_DATA(out)) < 0)
+        mm_sel_stream_begin(&s, stream);
+        rc = mm_count_lane_nans(&s, (npy_intp *)PyArray_DATA(out));
+        mm_sel_stream_end(&s);
+        if (rc < 0)
             goto done;
     }
     result = (PyObject *)out;
@@ -233,15 +239,17 @@ mm_test_window_counts(PyObject *module, PyObject *noargs)
 
 static PyMethodDef select_methods[] = {
     {"select", (PyCFunction)(void (*)(void))mm_select, METH_VARARGS | METH_KEYWORDS,
-     "select(x, r, ranks, workers=1, progress=None, region=None)\n--\n\n"
+     "select(x, r, ranks, workers=1, progress=None, region=None, *, stream=0)\n--\n\n"
      "Order statistics of the lanes of x (its last r axes; the first axes enumerate the\n"
      "lanes).  ranks is an int64 array (1 or L rows, m columns, each row sorted).\n"
      "Returns an (L, m) array of x's dtype in numpy's sort order (NaN last).  A SIGBUS\n"
-     "reading x (a truncated file) raises OSError naming region (the Region under x)."},
+     "reading x (a truncated file) raises OSError naming region (the Region under x).\n"
+     "stream: 1 reads a cold file ahead of the pass, 2 also drops behind it the pages\n"
+     "that were not resident before (one lane only; see readahead.c)."},
     {"count_nan", (PyCFunction)(void (*)(void))mm_count_nan, METH_VARARGS | METH_KEYWORDS,
-     "count_nan(x, r, workers=1, progress=None, region=None)\n--\n\n"
+     "count_nan(x, r, workers=1, progress=None, region=None, *, stream=0)\n--\n\n"
      "Number of NaNs in every lane of x (the last r axes), as an intp array.  A SIGBUS\n"
-     "reading x raises OSError naming region (the Region under x)."},
+     "reading x raises OSError naming region (the Region under x).  stream: as select's."},
     {"_test_window_counts", mm_test_window_counts, METH_NOARGS,
      "_test_window_counts()\n--\n\n"
      "For the tests only (not part of the API): (sampled, windowed, missed), the long\n"

@@ -1,7 +1,8 @@
 /* The worker pool: a job's tasks run on worker threads, each under a SIGBUS guard over
  * the array's bytes, while the calling thread waits with the GIL released in short
  * slices, runs Python's signal handlers and the progress callback between them, and
- * cancels the workers on an exception. */
+ * cancels the workers on an exception.  Over a cold file a streamer thread reads ahead
+ * of the tasks in progress (and drops behind them) meanwhile (readahead.c). */
 #include "select.h"
 
 #include <string.h>
@@ -27,7 +28,9 @@ job_loop(void *p)
         t = atomic_fetch_add(&job->next, 1);
         if (t >= job->n_tasks)
             break;
+        atomic_store(&job->busy[a->tid], t);
         job->task(job, a->tid, (npy_intp)t);
+        atomic_store(&job->busy[a->tid], -1);
         atomic_fetch_add(&job->done, 1);
     }
 }
@@ -77,6 +80,8 @@ job_init(mm_job *job, mm_sel *s, mm_task task, npy_intp n_tasks)
     atomic_init(&job->cancel, 0);
     atomic_init(&job->no_memory, 0);
     atomic_init(&job->fault, NULL);
+    for (int i = 0; i < MM_MAX_WORKERS; i++)
+        atomic_init(&job->busy[i], -1);
 }
 
 /* Starts up to n_threads workers; returns how many started. */
@@ -147,18 +152,22 @@ job_poll_python(mm_job *job, double pbase, double pspan)
     return rc;
 }
 
-/* The job on worker threads (this thread does the work if none starts), polled until
- * they are joined.  Returns 0, or -1 with an exception from Python's side set. */
+/* The job (of n_elems elements) on worker threads (this thread does the work if none
+ * starts), polled until they are joined, with a streamer reading ahead where the call
+ * has a stream (readahead.c).  Returns 0, or -1 with an exception from Python's side
+ * set. */
 static int
-job_run_threads(mm_job *job, double pbase, double pspan)
+job_run_threads(mm_job *job, npy_intp n_elems, double pbase, double pspan)
 {
     pthread_t th[MM_MAX_WORKERS];
     mm_thread_arg targ[MM_MAX_WORKERS];
     int started, failed = 0, n_threads = job->sel->n_threads;
+    mm_streamer *streamer;
     if (n_threads > job->n_tasks)
         n_threads = (int)job->n_tasks;
     pthread_mutex_init(&job->mutex, NULL);
     pthread_cond_init(&job->cond, NULL);
+    streamer = mm_streamer_start(job->sel->stream, job, n_elems);
     started = job_start(job, th, targ, n_threads);
     if (started == 0) {
         /* No thread could start: do the work here, still without the GIL. */
@@ -171,6 +180,7 @@ job_run_threads(mm_job *job, double pbase, double pspan)
             failed = 1;
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
+    mm_streamer_stop(streamer);
     pthread_cond_destroy(&job->cond);
     pthread_mutex_destroy(&job->mutex);
     return failed ? -1 : 0;
@@ -214,7 +224,7 @@ mm_run_job(mm_sel *s, mm_task task, npy_intp n_tasks, npy_intp n_elems, double p
     if (n_elems < MM_PARALLEL_MIN)
         job_work(&job, 0);
     else
-        rc = job_run_threads(&job, pbase, pspan);
+        rc = job_run_threads(&job, n_elems, pbase, pspan);
     if (rc == 0)
         rc = job_finish(&job, n_elems, pbase, pspan);
 done:

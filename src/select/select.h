@@ -153,6 +153,8 @@ typedef struct {
     /* NaN counts */
     npy_intp tasks_per_lane;
     npy_intp *partial;
+    /* read-ahead and drop-behind over a cold file (readahead.c), or NULL */
+    struct mm_stream *stream;
 } mm_sel;
 
 /* ---- the worker pool (pool.c) ------------------------------------------------------ */
@@ -172,6 +174,7 @@ struct mm_job {
     pthread_mutex_t mutex;
     pthread_cond_t cond;
     int running;
+    atomic_llong busy[MM_MAX_WORKERS]; /* per thread: the task it runs, or -1 */
 };
 
 /* Runs task on tasks 0..n_tasks-1.  Small jobs run inline with the GIL held; others on
@@ -182,6 +185,29 @@ int mm_run_job(mm_sel *s, mm_task task, npy_intp n_tasks, npy_intp n_elems, doub
                double pspan);
 /* Called by a task that could not allocate: cancels the job, which raises MemoryError. */
 void mm_job_fail_nomem(mm_job *job);
+
+/* ---- read-ahead and drop-behind over a cold file (readahead.c) ---------------------- */
+
+typedef struct mm_stream mm_stream;
+typedef struct mm_streamer mm_streamer;
+
+/* The stream of a call over the bytes [lo, hi) of one long lane: which pages are not
+ * resident now; drop: hand them back behind the pass.  NULL where fewer than a few MiB
+ * are cold (or no memory): the call runs without one. */
+mm_stream *mm_stream_new(const char *lo, const char *hi, int drop);
+/* Frees the stream (NULL is fine); finish: in drop mode, first hand back every page that
+ * was cold when the call began (the call is over: no task reads them any more). */
+void mm_stream_free(mm_stream *st, int finish);
+/* A streamer thread for job (of n_elems elements) while it runs, or NULL (no stream,
+ * a job that reads little of the range, or no thread). */
+mm_streamer *mm_streamer_start(mm_stream *st, mm_job *job, npy_intp n_elems);
+/* Stops and joins it (NULL is fine). */
+void mm_streamer_stop(mm_streamer *w);
+/* The call's stream (entry.c): mode 0 none, 1 read ahead, 2 read ahead and drop behind;
+ * only for one long lane, and only where enough of it is cold.  The GIL is released. */
+void mm_sel_stream_begin(mm_sel *s, int mode);
+/* After the call's last job: drop mode's last drop, and the stream freed. */
+void mm_sel_stream_end(mm_sel *s);
 
 /* ---- lane geometry (lanes.h, lanes.c) ------------------------------------------------ */
 

@@ -1,0 +1,200 @@
+"""Cold files: the kernels' read-ahead and drop-behind (src/select/readahead.c) and its
+policy (``mmarray._cache.stream_mode``).
+
+Oracles: numpy for every answer; ``mincore`` (``mmarray.residency``) for which pages
+stay in the page cache. No timing is asserted (benchmarks/bench_cold.py measures the
+speed). The files are 48 MiB: more than the kernels' smallest stream (32 MiB of cold
+pages) and a few of their 8 MiB read-ahead blocks; the policy's byte limits are
+lowered to match (monkeypatch).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mmarray
+from mmarray import _cache
+
+MiB = 1 << 20
+NBYTES = 48 * MiB
+
+
+def write(path, dtype: str, seed: int = 0) -> np.ndarray:
+    """A file of NBYTES random values of dtype (with -0.0 and a NaN for floats);
+    returns the values."""
+    rng = np.random.default_rng(seed)
+    n = NBYTES // np.dtype(dtype).itemsize
+    if np.dtype(dtype).kind == "f":
+        v = rng.standard_normal(n).astype(dtype)
+        v[7] = -0.0
+    else:
+        v = rng.integers(-1000, 1000, size=n).astype(dtype)
+    v.tofile(path)
+    return v
+
+
+def cold(path, dtype) -> np.ndarray:
+    """The file mapped and evicted; skips where eviction leaves the pages (tmpfs)."""
+    a = mmarray.open(path, dtype=dtype)
+    mmarray.evict(a)
+    if mmarray.residency(a).fraction > 0.05:
+        pytest.skip("this file system keeps evicted pages in memory (tmpfs?)")
+    return a
+
+
+@pytest.fixture
+def streaming(monkeypatch):
+    """Streams from 1 MiB up; drop(True) lowers the drop-behind limit to 0 bytes."""
+    monkeypatch.setattr(_cache, "_STREAM_MIN", MiB)
+
+    def drop(on: bool) -> None:
+        monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", 0 if on else 1 << 62)
+
+    return drop
+
+
+# ---- the policy -------------------------------------------------------------------------
+
+
+def test_stream_mode_reads_ahead_files_and_drops_behind_only_above_the_limit(tmp_path, monkeypatch):
+    p = tmp_path / "f.raw"
+    write(p, "int16")
+    a = mmarray.open(p, dtype=np.int16)
+    reg = mmarray.region(a)
+    monkeypatch.setattr(_cache, "_STREAM_MIN", MiB)
+    monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", NBYTES)
+    assert _cache.stream_mode(a, 1, reg) == 1
+    monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", NBYTES - 1)
+    assert _cache.stream_mode(a, 1, reg) == 2
+    assert _cache.stream_mode(a.reshape(2, -1), 1, reg) == 0  # two lanes: no stream
+    assert _cache.stream_mode(a, 1, None) == 0  # not in a Region
+    anon = mmarray.anonymous(NBYTES, "u1")
+    assert _cache.stream_mode(anon, 1, mmarray.region(anon)) == 0  # no file
+    cow = mmarray.open(p, dtype=np.int16, mode="c")
+    assert _cache.stream_mode(cow, 1, mmarray.region(cow)) == 1  # private changes: no drop
+    monkeypatch.setattr(_cache, "_STREAM_MIN", NBYTES + 1)
+    assert _cache.stream_mode(a, 1, reg) == 0  # small
+    monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", None)  # half of MemAvailable
+    monkeypatch.setattr(_cache, "_STREAM_MIN", MiB)
+    assert _cache.stream_mode(a, 1, reg) == (2 if NBYTES > _cache._memory_available() // 2 else 1)
+
+
+# ---- answers on an evicted file ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("dtype", ["int16", "float64", "float32", "uint8"])
+def test_median_and_quantiles_of_an_evicted_file_equal_numpys(tmp_path, streaming, drop, dtype):
+    streaming(drop)
+    p = tmp_path / "f.raw"
+    v = write(p, dtype)
+    q = [0.0, 0.1, 0.5, 0.99, 1.0]
+    a = cold(p, dtype)
+    got = mmarray.median(a)
+    assert np.array_equal(got, np.median(v), equal_nan=True)
+    assert np.signbit(got) == np.signbit(np.median(v))
+    mmarray.evict(a)
+    np.testing.assert_array_equal(mmarray.quantile(a, q), np.quantile(v, q))
+    mmarray.evict(a)
+    assert mmarray.median(a[5:-3]) == np.median(v[5:-3])  # unaligned ends
+    mmarray.evict(a)
+    assert mmarray.median(a[::3]) == np.median(v[::3])  # strided
+
+
+# ---- what stays in the page cache ------------------------------------------------------------
+
+
+def test_a_cold_file_is_dropped_behind_the_pass(tmp_path, streaming):
+    """Drop mode: the pages the pass brought in leave the page cache (before: all stayed)."""
+    streaming(True)
+    p = tmp_path / "f.raw"
+    v = write(p, "int16")
+    a = cold(p, np.int16)
+    assert mmarray.median(a) == np.median(v)
+    probe = mmarray.open(p, dtype="u1")  # a fresh mapping: the page cache, not our tables
+    assert mmarray.residency(probe).fraction < 0.1
+    for dtype in ("float64",):  # NaN count, then select: two calls, each dropped behind
+        p2 = tmp_path / "g.raw"
+        w = write(p2, dtype)
+        b = cold(p2, dtype)
+        assert mmarray.median(b) == np.median(w)
+        assert mmarray.residency(mmarray.open(p2, dtype="u1")).fraction < 0.1
+
+
+def test_a_warm_file_stays_warm(tmp_path, streaming):
+    """Drop mode on a resident file: no page is dropped (clean pages, read back from disk:
+    a dirty page would stay cached anyway)."""
+    streaming(True)
+    p = tmp_path / "f.raw"
+    v = write(p, "int16")
+    a = cold(p, np.int16)
+    mmarray.prefetch(a)
+    assert mmarray.residency(a).fraction == 1.0
+    assert mmarray.median(a) == np.median(v)
+    assert mmarray.residency(mmarray.open(p, dtype="u1")).fraction == 1.0
+
+
+def test_only_the_pages_that_were_cold_are_dropped(tmp_path, streaming):
+    """A quarter warm, the rest cold: after the pass the warm quarter is still resident,
+    the rest is not (mincore before the pass decides, page by page)."""
+    streaming(True)
+    p = tmp_path / "f.raw"
+    v = write(p, "int16")
+    a = cold(p, np.int16)
+    warm = a.size // 4
+    mmarray.prefetch(a[:warm])
+    assert mmarray.median(a) == np.median(v)
+    probe = mmarray.open(p, dtype=np.int16)
+    assert mmarray.residency(probe[:warm]).fraction == 1.0
+    assert mmarray.residency(probe[warm + 4096 :]).fraction < 0.1
+
+
+def test_read_ahead_without_drop_leaves_the_file_cached(tmp_path, streaming):
+    """Below the drop limit the pass leaves the file in the page cache, as before."""
+    streaming(False)
+    p = tmp_path / "f.raw"
+    v = write(p, "int16")
+    a = cold(p, np.int16)
+    assert mmarray.median(a) == np.median(v)
+    assert mmarray.residency(mmarray.open(p, dtype="u1")).fraction > 0.9
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+TRUNCATE = """
+import os, sys, numpy as np, mmarray
+from mmarray import _cache
+_cache._STREAM_MIN = 1 << 20
+_cache._DROP_BEHIND_BYTES = int(sys.argv[2])
+path = sys.argv[1]
+a = mmarray.open(path, dtype=np.int16)
+mmarray.evict(a)
+os.truncate(path, os.path.getsize(path) // 3 + 123)
+try:
+    mmarray.median(a)
+except OSError as e:
+    print("OSError", e.errno)
+else:
+    print("no error")
+"""
+
+
+@pytest.mark.parametrize("drop", [0, 1 << 62])
+def test_a_file_truncated_under_the_read_ahead_raises_oserror(tmp_path, drop):
+    """In a child (a fault must not take pytest down): the streamer advises past the end
+    of the file without harm, and the workers' fault is an OSError (EFAULT)."""
+    p = tmp_path / "f.raw"
+    write(p, "int16")
+    out = subprocess.run(
+        [sys.executable, "-c", TRUNCATE, os.fspath(p), str(drop)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["OSError", "14"]
