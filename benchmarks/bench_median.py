@@ -102,16 +102,18 @@ def chunk_median_reopen(args: tuple[str, str, int, int]) -> float:
     return float(np.median(m[start:stop]))
 
 
-def pool_pickled(a: np.ndarray) -> float:
-    chunks = [np.asarray(c) for c in np.array_split(a, CHUNKS)]
-    with Pool(2) as pool:
-        return float(np.median(pool.map(np.median, chunks)))
+def pool_pickled(a: np.ndarray, chunks: int = CHUNKS, processes: int = 2) -> float:
+    parts = [np.asarray(c) for c in np.array_split(a, chunks)]
+    with Pool(processes) as pool:
+        return float(np.median(pool.map(np.median, parts)))
 
 
-def pool_reopen(path: Path, dtype: str, n: int) -> float:
-    bounds = np.linspace(0, n, CHUNKS + 1).astype(int)
-    jobs = [(str(path), dtype, int(bounds[i]), int(bounds[i + 1])) for i in range(CHUNKS)]
-    with Pool(2) as pool:
+def pool_reopen(
+    path: Path | str, dtype: str, n: int, chunks: int = CHUNKS, processes: int = 2
+) -> float:
+    bounds = np.linspace(0, n, chunks + 1).astype(int)
+    jobs = [(str(path), dtype, int(bounds[i]), int(bounds[i + 1])) for i in range(chunks)]
+    with Pool(processes) as pool:
         return float(np.median(pool.map(chunk_median_reopen, jobs)))
 
 

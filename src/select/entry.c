@@ -244,8 +244,8 @@ static PyMethodDef select_methods[] = {
      "lanes).  ranks is an int64 array (1 or L rows, m columns, each row sorted).\n"
      "Returns an (L, m) array of x's dtype in numpy's sort order (NaN last).  A SIGBUS\n"
      "reading x (a truncated file) raises OSError naming region (the Region under x).\n"
-     "stream: 1 reads a cold file ahead of the pass, 2 also drops behind it the pages\n"
-     "that were not resident before (one lane only; see readahead.c)."},
+     "stream: bit 1 reads a cold file ahead of the pass, bit 2 drops behind it the\n"
+     "pages that were not resident before (one lane only; see readahead.c)."},
     {"count_nan", (PyCFunction)(void (*)(void))mm_count_nan, METH_VARARGS | METH_KEYWORDS,
      "count_nan(x, r, workers=1, progress=None, region=None, *, stream=0)\n--\n\n"
      "Number of NaNs in every lane of x (the last r axes), as an intp array.  A SIGBUS\n"

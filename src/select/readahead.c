@@ -2,7 +2,7 @@
  *
  * A call over one long lane of a file-backed array may carry a stream (mm_stream):
  * the byte range the lane spans, which of its pages were resident when the call began
- * (mincore), and whether to drop behind.  While a job that covers the range runs on
+ * (mincore), and whether to read ahead and to drop behind.  While a job that covers the range runs on
  * the worker pool (pool.c), a streamer thread keeps the reads of the next blocks
  * queued (MADV_WILLNEED: the disk reads them while the workers count what came in
  * before) a bounded distance ahead of the tasks in progress.  (MADV_POPULATE_READ,
@@ -38,6 +38,7 @@ struct mm_stream {
     size_t n_blocks;
     unsigned char *cold;     /* per page: not resident when the call began */
     unsigned char *fetched;  /* per block: read ahead since the call began (or last drop) */
+    int ahead;               /* read the cold pages ahead of the pass */
     int drop;                /* drop the cold pages behind the pass */
 };
 
@@ -99,7 +100,7 @@ stream_mincore(mm_stream *st)
 }
 
 mm_stream *
-mm_stream_new(const char *lo, const char *hi, int drop)
+mm_stream_new(const char *lo, const char *hi, int ahead, int drop)
 {
     mm_stream *st = calloc(1, sizeof(*st));
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -110,6 +111,7 @@ mm_stream_new(const char *lo, const char *hi, int drop)
     st->len = b - a;
     st->page = page;
     st->n_blocks = (st->len + MM_RA_BLOCK - 1) / MM_RA_BLOCK;
+    st->ahead = ahead;
     st->drop = drop;
     st->cold = malloc(st->len / page);
     st->fetched = calloc(st->n_blocks, 1);
@@ -219,7 +221,7 @@ streamer_main(void *p)
             next = lo; /* the tasks are past it: too late to help */
         for (; st->drop && dropped + 1 < lo; dropped++)
             block_drop(st, dropped); /* behind every task in progress, and one more block */
-        if (next < hi)
+        if (next < hi && st->ahead)
             block_fetch(st, next++);
         else
             ra_nap();
@@ -262,9 +264,9 @@ mm_streamer_stop(mm_streamer *w)
 void
 mm_sel_stream_begin(mm_sel *s, int mode)
 {
-    if (mode > 0 && s->n_lanes == 1 && s->lane_len > MM_SHORT) {
+    if ((mode & 3) != 0 && s->n_lanes == 1 && s->lane_len > MM_SHORT) {
         Py_BEGIN_ALLOW_THREADS
-        s->stream = mm_stream_new(s->guard_lo, s->guard_hi, mode == 2);
+        s->stream = mm_stream_new(s->guard_lo, s->guard_hi, mode & 1, (mode & 2) != 0);
         Py_END_ALLOW_THREADS
     }
 }

@@ -192,9 +192,9 @@ typedef struct mm_stream mm_stream;
 typedef struct mm_streamer mm_streamer;
 
 /* The stream of a call over the bytes [lo, hi) of one long lane: which pages are not
- * resident now; drop: hand them back behind the pass.  NULL where fewer than a few MiB
- * are cold (or no memory): the call runs without one. */
-mm_stream *mm_stream_new(const char *lo, const char *hi, int drop);
+ * resident now; ahead: read them ahead of the pass; drop: hand them back behind it.
+ * NULL where fewer than a few MiB are cold (or no memory): the call runs without one. */
+mm_stream *mm_stream_new(const char *lo, const char *hi, int ahead, int drop);
 /* Frees the stream (NULL is fine); finish: in drop mode, first hand back every page that
  * was cold when the call began (the call is over: no task reads them any more). */
 void mm_stream_free(mm_stream *st, int finish);
@@ -203,7 +203,7 @@ void mm_stream_free(mm_stream *st, int finish);
 mm_streamer *mm_streamer_start(mm_stream *st, mm_job *job, npy_intp n_elems);
 /* Stops and joins it (NULL is fine). */
 void mm_streamer_stop(mm_streamer *w);
-/* The call's stream (entry.c): mode 0 none, 1 read ahead, 2 read ahead and drop behind;
+/* The call's stream (entry.c): mode bit 1 read ahead, bit 2 drop behind (0: none);
  * only for one long lane, and only where enough of it is cold.  The GIL is released. */
 void mm_sel_stream_begin(mm_sel *s, int mode);
 /* After the call's last job: drop mode's last drop, and the stream freed. */
