@@ -45,6 +45,31 @@ def _vs_floor(case: dict, floor: dict | None) -> str:
     return f"{_median(case) / _median(floor):.2f}x"
 
 
+# Ratios across groups, printed under the table: (what, numerator, denominator, bar),
+# each side a (group, case name) pair; a pair missing from the run is left out.
+CROSS = [
+    (
+        ".npy open / raw open (mmarray)",
+        ("open 1 GiB npy", "test_open_npy_mmarray"),
+        ("open 1 GiB raw", "test_open_raw_mmarray"),
+        "bar: at most 1.3x",
+    ),
+]
+
+
+def cross_ratios(benchmarks: list[dict]) -> list[str]:
+    """The CROSS ratios of a run, one line each (median over median, and min over min)."""
+    by = {(b.get("group"), b["name"]): b for b in benchmarks}
+    lines = []
+    for what, num, den, bar in CROSS:
+        a, b = by.get(num), by.get(den)
+        if a is not None and b is not None:
+            med = _median(a) / _median(b)
+            best = a["stats"]["min"] / b["stats"]["min"]
+            lines.append(f"- {what}: {med:.2f}x (medians), {best:.2f}x (best samples); {bar}")
+    return lines
+
+
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -68,6 +93,9 @@ def table(path: Path) -> str:
             extra = c.get("extra_info") or {}
             for k, v in extra.items():
                 lines.append(f"| {group} | &nbsp;&nbsp;{name}: {k} | {v} | | | |")
+    cross = cross_ratios(data["benchmarks"])
+    if cross:
+        lines += ["", *cross]
     return "\n".join(lines)
 
 

@@ -167,21 +167,29 @@ def _pages_at_open(
 
 
 def _open_npy(reg: Region, shape: tuple[int, ...] | None, offset: int) -> np.ndarray[Any, Any]:
-    """Build the array of a mapped .npy file (reg maps the whole file)."""
-    with memoryview(reg) as buf:
-        if len(buf) < 6 or not _npy.is_npy(buf[:6].tobytes()):
+    """Build the array of a mapped .npy file (reg maps the whole file). The header is
+    read with ``pread`` from the region's own descriptor, not through the mapping: a
+    first touch of the mapping (a page fault, then page tables to tear down at unmap)
+    costs more than the whole open (see `mmarray._npy.read_head`)."""
+    head = _npy.read_head(reg.fileno(), reg.size)
+    known = _npy.known_header(head)
+    if known is None:
+        if len(head) < 6 or not _npy.is_npy(head[:6]):
             raise ValueError(
                 f"{reg.name}: not a .npy file (no magic string); a raw file needs dtype="
             )
     if offset:
         raise ValueError(f"{reg.name}: offset is not allowed for .npy files")
-    with memoryview(reg) as buf:
-        span = _npy.header_span(buf, reg.name)
-        raw = buf[:span].tobytes()
-    try:
-        shp, fortran, dt = _npy.parse_header(raw)
-    except ValueError as e:
-        raise ValueError(f"{reg.name}: bad .npy header: {e}") from None
+    if known is None:
+        span = _npy.header_span(head, reg.name, reg.size)
+        raw = head[:span] if span <= len(head) else _npy.read_head(reg.fileno(), span, span)
+        try:
+            shp, fortran, dt = _npy.parse_header(raw)
+        except ValueError as e:
+            raise ValueError(f"{reg.name}: bad .npy header: {e}") from None
+        _npy.remember_header(head, span, (shp, fortran, dt))
+    else:
+        span, shp, fortran, dt = known
     if shape is not None and shape != shp:
         raise ValueError(f"{reg.name}: shape {shape} does not match the .npy header's {shp}")
     need = contiguous_nbytes(shp, dt.itemsize)

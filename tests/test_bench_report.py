@@ -60,3 +60,26 @@ def test_report_prints_floor_column(tmp_path):
     assert rows["open_raw_floor_region_open"][3] == "1.00x (floor)"
     assert rows["warm_np_memmap"][2:] == ["-", ""]  # neither a reference nor a floor
     assert "median_int16_floor[mapped]: floor" in out  # its extra_info, on a row of its own
+
+
+def test_report_prints_the_npy_over_raw_open_ratio(tmp_path):
+    """The cross-group ratio of the .npy open bar: medians and best samples."""
+    data = {
+        "benchmarks": [
+            _case("test_open_raw_mmarray", "open 1 GiB raw", 10e-6),
+            _case("test_open_npy_mmarray", "open 1 GiB npy", 12e-6),
+            _case("test_open_npy_np_load", "open 1 GiB npy", 30e-6),
+        ]
+    }
+    path = tmp_path / "last.json"
+    path.write_text(json.dumps(data))
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    line = next(s for s in out.splitlines() if s.startswith("- .npy open / raw open"))
+    assert "1.20x (medians), 1.20x (best samples); bar: at most 1.3x" in line

@@ -1,0 +1,78 @@
+"""Opening ``.npy`` files: the header read with ``pread`` (the mapping untouched) and
+remembered by its bytes (``mmarray._npy.known_header``).
+
+Oracles: ``np.load`` for contents, shapes and dtypes; the process's minor page faults
+(``getrusage``) for "the mapping is not touched by the open".
+"""
+
+from __future__ import annotations
+
+import resource
+
+import numpy as np
+import pytest
+
+import mmarray
+from mmarray import _npy
+
+
+def test_an_npy_open_faults_no_page_of_the_mapping(tmp_path):
+    """100 opens (each dropped: open, munmap, close) take far fewer than 100 minor faults:
+    the header is not read through the mapping (before: one fault per open)."""
+    p = tmp_path / "a.npy"
+    np.save(p, np.arange(1 << 16, dtype=np.float64))
+    path = str(p)
+    for _ in range(10):
+        mmarray.open(path)  # warm: caches, allocator arenas
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(100):
+        mmarray.open(path)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 50
+
+
+def test_a_rewritten_header_is_read_afresh(tmp_path):
+    """The remembered header is keyed by its bytes: a file saved again with another shape
+    or dtype opens with the new one."""
+    p = tmp_path / "a.npy"
+    np.save(p, np.arange(12, dtype=np.int32))
+    assert mmarray.open(p).shape == (12,)
+    np.save(p, np.arange(12, dtype=np.float64).reshape(3, 4))
+    a = mmarray.open(p)
+    assert a.shape == (3, 4) and a.dtype == np.float64
+    np.testing.assert_array_equal(a, np.load(p))
+    np.save(p, np.arange(12, dtype=np.float64).reshape(3, 4).T)  # Fortran order
+    a = mmarray.open(p)
+    assert a.flags.f_contiguous
+    np.testing.assert_array_equal(a, np.load(p))
+
+
+def test_a_header_longer_than_the_first_read_is_read_whole(tmp_path):
+    """A structured dtype of many fields: a header of several KiB (more than read_head's
+    first 256 bytes) is read again in full."""
+    dt = np.dtype([(f"field_{i:03d}", "<f8") for i in range(200)])
+    p = tmp_path / "s.npy"
+    v = np.zeros(3, dtype=dt)
+    v["field_007"] = [1, 2, 3]
+    np.save(p, v)
+    with open(p, "rb") as f:
+        head = f.read(4096)
+    assert _npy.header_span(head, p, p.stat().st_size) > 256
+    a = mmarray.open(p)
+    assert a.dtype == dt
+    np.testing.assert_array_equal(a, np.load(p))
+
+
+def test_a_known_header_with_too_little_data_still_raises(tmp_path):
+    """The data's length is checked on every open, the remembered header's too."""
+    p = tmp_path / "a.npy"
+    np.save(p, np.arange(100, dtype=np.float64))
+    assert mmarray.open(p).shape == (100,)  # remembered
+    with open(p, "r+b") as f:
+        f.truncate(128 + 8 * 50)
+    with pytest.raises(ValueError, match="holds 400 bytes of data"):
+        mmarray.open(p)
+    with open(p, "r+b") as f:
+        f.truncate(100)  # inside the header
+    with pytest.raises(ValueError, match="header"):
+        mmarray.open(p)
