@@ -104,11 +104,12 @@ mm_stream_new(const char *lo, const char *hi, int ahead, int drop)
 {
     mm_stream *st = calloc(1, sizeof(*st));
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)lo / page * page, b = ((uintptr_t)hi + page - 1) / page * page;
-    if (st == NULL || b <= a || b - a < MM_RA_MIN_COLD)
+    size_t head = (size_t)((uintptr_t)lo % page); /* lo's offset in its page */
+    size_t len = hi > lo ? ((size_t)(hi - lo) + head + page - 1) / page * page : 0;
+    if (st == NULL || len < MM_RA_MIN_COLD)
         goto fail;
-    st->lo = (char *)a;
-    st->len = b - a;
+    st->lo = (char *)lo - head; /* the page lo is on: inside the array's mapping */
+    st->len = len;
     st->page = page;
     st->n_blocks = (st->len + MM_RA_BLOCK - 1) / MM_RA_BLOCK;
     st->ahead = ahead;
