@@ -49,12 +49,10 @@ def cold(path, dtype) -> np.ndarray:
 
 @pytest.fixture(params=["ahead", "kernel read-around"])
 def streaming(request, monkeypatch):
-    """Streams from 1 MiB up, reading ahead (as on a device with a small read-ahead
-    window) or not (as on one with a large window); drop(True) lowers the drop-behind
-    limit to 0 bytes."""
+    """Streams from 1 MiB up, reading ahead (as from 1 GiB up) or not (the kernel's
+    read-around alone, as below); drop(True) lowers the drop-behind limit to 0 bytes."""
     monkeypatch.setattr(_cache, "_STREAM_MIN", MiB)
-    enough = 1 << 40 if request.param == "ahead" else 0
-    monkeypatch.setattr(_cache, "_READ_AHEAD_ENOUGH_KB", enough)
+    monkeypatch.setattr(_cache, "_READ_AHEAD_MIN", 0 if request.param == "ahead" else 1 << 62)
 
     def drop(on: bool) -> None:
         monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", 0 if on else 1 << 62)
@@ -72,12 +70,12 @@ def test_stream_mode_reads_ahead_files_and_drops_behind_only_above_the_limit(tmp
     a = mmarray.open(p, dtype=np.int16)
     reg = mmarray.region(a)
     monkeypatch.setattr(_cache, "_STREAM_MIN", MiB)
-    monkeypatch.setattr(_cache, "_READ_AHEAD_ENOUGH_KB", 1 << 40)  # every device: too small
+    monkeypatch.setattr(_cache, "_READ_AHEAD_MIN", NBYTES)
     monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", NBYTES)
     assert _cache.stream_mode(a, 1, reg) == AHEAD
     monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", NBYTES - 1)
     assert _cache.stream_mode(a, 1, reg) == AHEAD | DROP
-    monkeypatch.setattr(_cache, "_READ_AHEAD_ENOUGH_KB", 0)  # every device: enough
+    monkeypatch.setattr(_cache, "_READ_AHEAD_MIN", NBYTES + 1)  # too small to read ahead
     assert _cache.stream_mode(a, 1, reg) == DROP
     assert _cache.stream_mode(a.reshape(2, -1), 1, reg) == 0  # two lanes: no stream
     assert _cache.stream_mode(a, 1, None) == 0  # not in a Region
@@ -85,24 +83,15 @@ def test_stream_mode_reads_ahead_files_and_drops_behind_only_above_the_limit(tmp
     assert _cache.stream_mode(anon, 1, mmarray.region(anon)) == 0  # no file
     cow = mmarray.open(p, dtype=np.int16, mode="c")
     assert _cache.stream_mode(cow, 1, mmarray.region(cow)) == 0  # private changes: no drop
+    monkeypatch.setattr(_cache, "_READ_AHEAD_MIN", NBYTES)
+    assert _cache.stream_mode(cow, 1, mmarray.region(cow)) == AHEAD
     monkeypatch.setattr(_cache, "_STREAM_MIN", NBYTES + 1)
     assert _cache.stream_mode(a, 1, reg) == 0  # small
     monkeypatch.setattr(_cache, "_DROP_BEHIND_BYTES", None)  # half of MemAvailable
     monkeypatch.setattr(_cache, "_STREAM_MIN", MiB)
+    monkeypatch.setattr(_cache, "_READ_AHEAD_MIN", 1 << 30)  # the default
     big = NBYTES > _cache._memory_available() // 2
     assert _cache.stream_mode(a, 1, reg) == (DROP if big else 0)
-
-
-def test_the_device_read_ahead_window_is_read_from_sysfs(tmp_path):
-    """The window of the device under a file: a number of KiB, or None (unknown); the
-    same for a region closed meanwhile (its arrays keep the mapping)."""
-    p = tmp_path / "f.raw"
-    write(p, "int16")
-    a = mmarray.open(p, dtype=np.int16)
-    kb = _cache._read_ahead_kb(mmarray.region(a))
-    assert kb is None or kb >= 0
-    mmarray.region(a).close()
-    assert _cache._read_ahead_kb(mmarray.region(a)) is None
 
 
 # ---- answers on an evicted file ------------------------------------------------------------
@@ -195,6 +184,7 @@ TRUNCATE = """
 import os, sys, numpy as np, mmarray
 from mmarray import _cache
 _cache._STREAM_MIN = 1 << 20
+_cache._READ_AHEAD_MIN = 0
 _cache._DROP_BEHIND_BYTES = int(sys.argv[2])
 path = sys.argv[1]
 a = mmarray.open(path, dtype=np.int16)
@@ -223,3 +213,41 @@ def test_a_file_truncated_under_the_read_ahead_raises_oserror(tmp_path, drop):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["OSError", "14"]
+
+
+RACE = """
+import os, sys, threading, time, numpy as np, mmarray
+from mmarray import _cache
+_cache._STREAM_MIN = 1 << 20
+_cache._READ_AHEAD_MIN = 0
+_cache._DROP_BEHIND_BYTES = 0
+path = sys.argv[1]
+v = np.random.default_rng(1).integers(-1000, 1000, 24 << 20).astype(np.int16)
+outcomes = set()
+for i in range(8):
+    v.tofile(path)
+    a = mmarray.open(path, dtype=np.int16)
+    mmarray.evict(a)
+    cut = threading.Timer(0.002 * i, os.truncate, (path, 4096 * 1000 + 7))
+    cut.start()
+    try:
+        outcomes.add("answer" if mmarray.median(a) == np.median(v) else "WRONG")
+    except OSError as e:
+        outcomes.add(f"OSError {e.errno}")
+    cut.join()
+    del a
+print(" ".join(sorted(outcomes)))
+"""
+
+
+def test_a_file_truncated_during_the_read_ahead_raises_oserror_or_answers(tmp_path):
+    """A race, in a child: the file is cut while the streamers and the workers read it,
+    at 8 moments; each call gives numpy's answer (done before the cut) or OSError
+    (EFAULT), never a crash, a hang (the timeout) or a wrong answer."""
+    p = tmp_path / "f.raw"
+    out = subprocess.run(
+        [sys.executable, "-c", RACE, os.fspath(p)], capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr
+    assert set(out.stdout.split("\n")[0].split(" ")) <= {"answer", "OSError", "14"}, out.stdout
+    assert "OSError" in out.stdout

@@ -2,17 +2,17 @@
  *
  * A call over one long lane of a file-backed array may carry a stream (mm_stream):
  * the byte range the lane spans, which of its pages were resident when the call began
- * (mincore), and whether to read ahead and to drop behind.  While a job that covers the range runs on
- * the worker pool (pool.c), a streamer thread keeps the reads of the next blocks
- * queued (MADV_WILLNEED: the disk reads them while the workers count what came in
- * before) a bounded distance ahead of the tasks in progress.  (MADV_POPULATE_READ,
- * which also maps the pages, waits for each read in turn: one thread then reads at
- * queue depth one, slower than the workers' own faults on a loaded 2-core VM.)  In drop mode it also
- * hands the pages that were cold before the call back to the kernel
- * (MADV_PAGEOUT) once every task in progress has passed them, and the stream drops
- * the rest when the call ends: a file larger than memory then passes through the page
- * cache without evicting everything else, and pages that were resident before the call
- * (a warm file, or part of one) are never dropped.
+ * (mincore), and whether to read ahead and to drop behind.  While a job that covers
+ * the range runs on the worker pool (pool.c), MM_RA_THREADS streamer threads claim the
+ * next blocks, a bounded distance ahead of the tasks in progress, and read them in
+ * (MADV_POPULATE_READ: read and mapped, so the workers find them ready).  Each waits
+ * for its read, so several are in flight at once, as with that many faulting workers;
+ * one thread issuing MADV_WILLNEED measured no faster than the workers' own faults.
+ * In drop mode the first streamer also hands the pages that were cold before the call
+ * back to the kernel (MADV_PAGEOUT) once every task in progress has passed them, and
+ * the stream drops the rest when the call ends: a file larger than memory then passes
+ * through the page cache without evicting everything else, and pages that were
+ * resident before the call (a warm file, or part of one) are never dropped.
  *
  * The streamer only advises: its errors are ignored (a truncated file makes the
  * workers' own reads fault, which pool.c turns into OSError), and where a job's tasks
@@ -30,6 +30,7 @@
 #define MM_RA_LEAD ((size_t)64 << 20)   /* read ahead this far past the claimed tasks */
 #define MM_RA_MIN_COLD ((size_t)32 << 20) /* fewer cold bytes: no stream */
 #define MM_RA_NAP_NS 200000L            /* the streamer's wait when it is far enough ahead */
+#define MM_RA_THREADS 4                 /* streamer threads: reads in flight at once */
 
 struct mm_stream {
     char *lo;                /* page-aligned start of the range */
@@ -45,8 +46,11 @@ struct mm_stream {
 struct mm_streamer {
     mm_stream *st;
     mm_job *job;
-    pthread_t th;
+    pthread_t th[MM_RA_THREADS];
+    int n_started;
     atomic_int stop;
+    atomic_int ids;        /* hands each thread its number: 0 also drops behind */
+    atomic_llong next;     /* the next block to read ahead */
 };
 
 /* ---- platform helpers: each returns 0 or an errno value ---------------------------- */
@@ -73,6 +77,20 @@ ra_pageout(char *addr, size_t len)
     err = ra_advise(addr, len, MADV_DONTNEED);
 #endif
     return err;
+}
+
+/* Reads the pages in, waiting for them (MADV_POPULATE_READ, Linux 5.14: a streamer
+ * thread then holds one read in flight, as a faulting worker does), else queues the
+ * read (MADV_WILLNEED). */
+static void
+ra_fetch(char *addr, size_t len)
+{
+#ifdef MADV_POPULATE_READ
+    if (ra_advise(addr, len, MADV_POPULATE_READ) == EINVAL)
+        ra_advise(addr, len, MADV_WILLNEED);
+#else
+    ra_advise(addr, len, MADV_WILLNEED);
+#endif
 }
 
 static void
@@ -137,7 +155,8 @@ block_span(const mm_stream *st, size_t k, char **p, size_t *n)
     *n = st->len - off < MM_RA_BLOCK ? st->len - off : MM_RA_BLOCK;
 }
 
-/* Reads block k ahead unless it was already, or holds no cold page. */
+/* Reads block k ahead unless it was already, or holds no cold page (blocks are claimed
+ * once each: no two threads write the same fetched[k]). */
 static void
 block_fetch(mm_stream *st, size_t k)
 {
@@ -146,7 +165,7 @@ block_fetch(mm_stream *st, size_t k)
     block_span(st, k, &p, &n);
     first = (size_t)(p - st->lo) / st->page;
     if (!st->fetched[k] && memchr(st->cold + first, 1, n / st->page) != NULL) {
-        ra_advise(p, n, MADV_WILLNEED);
+        ra_fetch(p, n);
         st->fetched[k] = 1;
     }
 }
@@ -209,21 +228,37 @@ job_window(const mm_streamer *w, size_t *lo, size_t *hi)
         *hi = st->n_blocks;
 }
 
+/* Claims the next block to read ahead within [lo, hi) (skipping what the tasks have
+ * passed); returns it, or -1 if none is due. */
+static long long
+claim_block(mm_streamer *w, size_t lo, size_t hi)
+{
+    long long k = atomic_load(&w->next), got = -1;
+    while (got < 0 && (size_t)(k < (long long)lo ? (long long)lo : k) < hi) {
+        long long want = k < (long long)lo ? (long long)lo : k;
+        if (atomic_compare_exchange_weak(&w->next, &k, want + 1))
+            got = want;
+    }
+    return got;
+}
+
 static void *
 streamer_main(void *p)
 {
     mm_streamer *w = p;
     mm_stream *st = w->st;
-    size_t next = 0, dropped = 0;
+    int dropper = atomic_fetch_add(&w->ids, 1) == 0;
+    size_t dropped = 0;
     while (!atomic_load(&w->stop)) {
         size_t lo, hi;
+        long long k = -1;
         job_window(w, &lo, &hi);
-        if (next < lo)
-            next = lo; /* the tasks are past it: too late to help */
-        for (; st->drop && dropped + 1 < lo; dropped++)
+        for (; dropper && st->drop && dropped + 1 < lo; dropped++)
             block_drop(st, dropped); /* behind every task in progress, and one more block */
-        if (next < hi && st->ahead)
-            block_fetch(st, next++);
+        if (st->ahead)
+            k = claim_block(w, lo, hi);
+        if (k >= 0)
+            block_fetch(st, (size_t)k);
         else
             ra_nap();
     }
@@ -242,7 +277,12 @@ mm_streamer_start(mm_stream *st, mm_job *job, npy_intp n_elems)
         w->st = st;
         w->job = job;
         atomic_init(&w->stop, 0);
-        if (pthread_create(&w->th, NULL, streamer_main, w) != 0) {
+        atomic_init(&w->ids, 0);
+        atomic_init(&w->next, 0);
+        for (int i = 0; i < (st->ahead ? MM_RA_THREADS : 1); i++)
+            if (pthread_create(&w->th[w->n_started], NULL, streamer_main, w) == 0)
+                w->n_started++;
+        if (w->n_started == 0) {
             free(w);
             w = NULL;
         }
@@ -255,7 +295,8 @@ mm_streamer_stop(mm_streamer *w)
 {
     if (w != NULL) {
         atomic_store(&w->stop, 1);
-        pthread_join(w->th, NULL);
+        for (int i = 0; i < w->n_started; i++)
+            pthread_join(w->th[i], NULL);
         free(w);
     }
 }
