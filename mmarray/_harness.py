@@ -18,6 +18,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 from . import _core
 from ._fallback import kernel_array
+from ._progress import bar_class
 from ._workers import kernel_workers
 
 __all__ = ["Axis", "Progress", "Reduction", "Reporter", "lanes", "nan_counts", "run", "select"]
@@ -54,24 +55,26 @@ def lanes(arr: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, tuple[int
 
 
 class Reporter:
-    """Turns the kernels' progress fractions into a tqdm bar or calls to a callable."""
+    """Turns the kernels' progress fractions into a tqdm bar or calls to a callable.
 
-    def __init__(self, progress: Progress, size: int) -> None:
+    ``bar`` is the tqdm class `mmarray._progress.bar_class` chose for ``progress``
+    (looked up before any work, so that a missing tqdm fails at once)."""
+
+    def __init__(self, progress: Progress, size: int, bar: Any = None) -> None:
         self.fn: Callable[[float], Any] | None = None
         self.bar: Any = None
+        self.bar_type = bar
         self.last = 0.0
         self.lo, self.hi = 0.0, 1.0
         if callable(progress):
             self.fn = progress
-        elif progress and size >= _PROGRESS_MIN:
+        elif bar is not None and size >= _PROGRESS_MIN:
             self.fn = self._bar
 
     def _bar(self, frac: float) -> None:
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
-            self.bar = tqdm(total=1000, desc="mmarray", leave=False, bar_format=fmt)
+            self.bar = self.bar_type(total=1000, desc="mmarray", leave=False, bar_format=fmt)
         self.bar.n = int(frac * 1000)
         self.bar.refresh()
 
@@ -146,16 +149,19 @@ def run(
     """The statistic ``how`` of a, in C where the kernels take it, else by numpy.
 
     The sequence every public statistic follows: ``workers`` checked (on numpy's
-    path too) and capped at ``_core.MAX_WORKERS``; the fallback where `kernel_array`
-    or ``how.accepts`` turns the call away; else numpy's ``_ureduce`` (axis
-    normalisation, ``keepdims`` and ``out``) around ``how.kernel``, with progress
-    reported to 1.0 at the end and a progress bar closed on every exit.
+    path too) and capped at ``_core.MAX_WORKERS``; tqdm looked for where
+    ``progress`` asks for a bar (on numpy's path too, and for any size); the
+    fallback where `kernel_array` or ``how.accepts`` turns the call away; else
+    numpy's ``_ureduce`` (axis normalisation, ``keepdims`` and ``out``) around
+    ``how.kernel``, with progress reported to 1.0 at the end and a progress bar
+    closed on every exit.
     """
     nw = kernel_workers(workers)
+    bar = bar_class(progress)
     arr = kernel_array(a)
     if arr is None or (how.accepts is not None and not how.accepts(params)):
         return how.fallback(a, axis, out, keepdims, params)
-    rep = Reporter(progress, arr.size)
+    rep = Reporter(progress, arr.size, bar)
     try:
         # numpy's _ureduce: axes normalised, the kernel's out a view of out's kept axes
         nd = arr.ndim
