@@ -6,7 +6,7 @@ once: no parsing, no copy, pages loaded on first touch.
 
 from . import _core, _picture
 from ._api import anonymous, create, open
-from ._cache import advise, evict, prefetch
+from ._cache import EvictionWarning, advise, evict, prefetch
 from ._core import PAGESIZE, Region
 from ._grow import grow
 from ._lock import lock
@@ -34,6 +34,7 @@ __all__ = [
     "ArrayRef",
     "PAGESIZE",
     "DiskUsage",
+    "EvictionWarning",
     "Region",
     "UnavailableArray",
     "Residency",

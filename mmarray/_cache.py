@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from ._core import Region
 from ._extent import page_ranges
 from ._region import open_regular_file, target_region
 
-__all__ = ["ADVICE", "advise", "evict", "prefetch", "resident_map"]
+__all__ = ["ADVICE", "EvictionWarning", "advise", "evict", "prefetch", "resident_map"]
 
 #: The advice names :func:`advise` accepts.
 ADVICE = ("normal", "sequential", "random", "willneed", "dontneed", "hugepage", "nohugepage")
@@ -29,6 +30,21 @@ _OPTIONAL = frozenset({"hugepage", "nohugepage"})
 _MISSING = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 # Set to False once MADV_POPULATE_READ turns out to be missing (tests set it too).
 _have_populate = True
+# File systems whose files live in memory: evict cannot drop their pages.
+_MEMORY_FS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})
+
+
+class EvictionWarning(UserWarning):
+    """:func:`evict` left pages in the page cache.
+
+    ``stayed`` of the ``pages`` pages asked for are still cached; ``reason`` says
+    why, where mmarray can tell (this process still maps the file, a file system
+    in memory, or else another process maps them).
+    """
+
+    def __init__(self, message: str, stayed: int, pages: int, reason: str) -> None:
+        super().__init__(message)
+        self.stayed, self.pages, self.reason = stayed, pages, reason
 
 
 def _refuse_private_writes(reg: Region, what: str) -> None:
@@ -149,13 +165,24 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
     which is what cold-cache measurements need.
 
     Pages that another mapping (in this or another process) still maps stay in
-    the page cache; so do the pages of memory file systems (tmpfs).
+    the page cache; so do the pages of memory file systems (tmpfs). Afterwards
+    the pages are counted (``mincore``): where some stayed, an
+    :class:`EvictionWarning` says how many and why (this process still maps the
+    file elsewhere: an array over it is alive; a file system in memory; or
+    another process maps them). Shared anonymous memory is never counted: it
+    has no file to be re-read from.
 
     Raises
     ------
     ValueError
         A copy-on-write mapping (mode ``'c'``, ``anonymous(shared=False)``):
         dropping its pages would discard its private changes.
+
+    Warns
+    -----
+    EvictionWarning
+        Pages under ``x`` stayed in the page cache; the warning's ``stayed``,
+        ``pages`` and ``reason`` attributes say how many of how many, and why.
 
     Examples
     --------
@@ -171,18 +198,105 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
         try:
             os.fdatasync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            _check_evicted(fd, os.fsdecode(os.fspath(x)), None, None)
         finally:
             os.close(fd)
         return
     reg = target_region(x, "evict")
     _refuse_private_writes(reg, "evict")
     dontneed = _core.MADVICE["dontneed"]
-    for lo, hi in page_ranges(x, reg):
+    ranges = page_ranges(x, reg)
+    for lo, hi in ranges:
         if reg.access == "w" and reg.shared and reg.fileno() >= 0:
             reg.flush(lo, hi - lo)
         _core.madvise(reg, lo, hi, dontneed)
         _core.writeback(reg, lo, hi)  # dirty pages (from any writer) would stay cached
         _core.fadvise(reg, lo, hi, _core.FADV_DONTNEED)
+    if ranges and not reg.is_anonymous and reg.fileno() >= 0:
+        _check_evicted(reg.fileno(), reg.name or "the file", reg, ranges)
+
+
+def _resident(reg: Region, ranges: list[tuple[int, int]]) -> tuple[int, int]:
+    """(resident pages, pages) over the byte ranges of reg (``mincore``)."""
+    maps = [np.frombuffer(_core.mincore(reg, lo, hi), dtype=np.uint8) for lo, hi in ranges]
+    return sum(int(m.sum()) for m in maps), sum(m.size for m in maps)
+
+
+def _check_evicted(
+    fd: int, name: str, reg: Region | None, ranges: list[tuple[int, int]] | None
+) -> None:
+    """Counts the pages that stayed cached after an eviction and warns if any did.
+
+    ``fd`` is the descriptor the eviction acted on (held by the caller throughout);
+    ``reg`` and ``ranges`` what was evicted, or None for the whole file (then mapped
+    here, without touching it, for ``mincore``)."""
+    if reg is not None and ranges is not None:
+        stayed, pages = _resident(reg, ranges)
+    else:
+        if os.fstat(fd).st_size == 0:
+            return
+        with Region(fd, access="r", name=name) as whole:
+            stayed, pages = _resident(whole, [(0, whole.size)])
+    if stayed == 0:
+        return
+    st = os.fstat(fd)
+    own = (reg.address, reg.address + max(reg.size, 1)) if reg is not None else None
+    mapped = _mappings_here(st.st_dev, st.st_ino, own)
+    if mapped:
+        if mapped == 1:
+            other = "1 other mapping: an array over it is alive; evict or release it first"
+        else:
+            other = (
+                f"{mapped} other mappings: arrays over it are alive; evict or release them first"
+            )
+        reason = f"this process still maps the file ({other})"
+    elif _filesystem(st.st_dev) in _MEMORY_FS:
+        reason = f"the file lives in memory ({_filesystem(st.st_dev)})"
+    else:
+        reason = "another process maps them, or they were read again meanwhile"
+    warnings.warn(
+        EvictionWarning(
+            f"evict: {stayed} of {pages} pages of {name} stayed in the page cache: {reason}",
+            stayed,
+            pages,
+            reason,
+        ),
+        stacklevel=3,
+    )
+
+
+def _mappings_here(dev: int, ino: int, own: tuple[int, int] | None) -> int:
+    """How many of this process's mappings (``/proc/self/maps``) map the file (dev,
+    ino), leaving out those that overlap the address range ``own``."""
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}"
+    count = 0
+    try:
+        with open("/proc/self/maps") as f:
+            lines = f.readlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5 or fields[3] != want or fields[4] != str(ino):
+            continue
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        if own is None or hi <= own[0] or lo >= own[1]:
+            count += 1
+    return count
+
+
+def _filesystem(dev: int) -> str | None:
+    """The type of the file system mounted from device ``dev`` (``/proc/self/mountinfo``)."""
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == want and " - " in line:
+                    return line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        pass
+    return None
 
 
 def resident_map(a: np.ndarray[Any, Any] | Region) -> np.ndarray[Any, Any]:
