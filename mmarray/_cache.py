@@ -198,7 +198,8 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
         try:
             os.fdatasync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            _check_evicted(fd, os.fsdecode(os.fspath(x)), None, None)
+            name = os.fsdecode(os.fspath(x))
+            _warn_stayed(*_file_resident(fd, name), os.fstat(fd), name, None)
         finally:
             os.close(fd)
         return
@@ -213,7 +214,14 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
         _core.writeback(reg, lo, hi)  # dirty pages (from any writer) would stay cached
         _core.fadvise(reg, lo, hi, _core.FADV_DONTNEED)
     if ranges and not reg.is_anonymous and reg.fileno() >= 0:
-        _check_evicted(reg.fileno(), reg.name or "the file", reg, ranges)
+        stayed, pages = _resident(reg, ranges)
+        if stayed:
+            fd = reg.dup()  # the file itself, held while its status is read
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            _warn_stayed(stayed, pages, st, reg.name or "the file", reg)
 
 
 def _resident(reg: Region, ranges: list[tuple[int, int]]) -> tuple[int, int]:
@@ -222,47 +230,43 @@ def _resident(reg: Region, ranges: list[tuple[int, int]]) -> tuple[int, int]:
     return sum(int(m.sum()) for m in maps), sum(m.size for m in maps)
 
 
-def _check_evicted(
-    fd: int, name: str, reg: Region | None, ranges: list[tuple[int, int]] | None
-) -> None:
-    """Counts the pages that stayed cached after an eviction and warns if any did.
+def _file_resident(fd: int, name: str) -> tuple[int, int]:
+    """(resident pages, pages) of the whole file open as ``fd``, mapped here for
+    ``mincore`` without touching it."""
+    if os.fstat(fd).st_size == 0:
+        return 0, 0
+    with Region(fd, access="r", name=name) as whole:
+        return _resident(whole, [(0, whole.size)])
 
-    ``fd`` is the descriptor the eviction acted on (held by the caller throughout);
-    ``reg`` and ``ranges`` what was evicted, or None for the whole file (then mapped
-    here, without touching it, for ``mincore``)."""
-    if reg is not None and ranges is not None:
-        stayed, pages = _resident(reg, ranges)
-    else:
-        if os.fstat(fd).st_size == 0:
-            return
-        with Region(fd, access="r", name=name) as whole:
-            stayed, pages = _resident(whole, [(0, whole.size)])
+
+def _warn_stayed(
+    stayed: int, pages: int, st: os.stat_result, name: str, own: Region | None
+) -> None:
+    """An EvictionWarning about the ``stayed`` of ``pages`` pages of the file ``st``
+    (the status of the descriptor the eviction acted on) that are still cached,
+    with the reason; nothing if none stayed. ``own`` is the Region just evicted,
+    whose mapping is not counted among this process's other mappings of the file."""
     if stayed == 0:
         return
-    st = os.fstat(fd)
-    own = (reg.address, reg.address + max(reg.size, 1)) if reg is not None else None
-    mapped = _mappings_here(st.st_dev, st.st_ino, own)
-    if mapped:
-        if mapped == 1:
-            other = "1 other mapping: an array over it is alive; evict or release it first"
-        else:
-            other = (
-                f"{mapped} other mappings: arrays over it are alive; evict or release them first"
-            )
-        reason = f"this process still maps the file ({other})"
-    elif _filesystem(st.st_dev) in _MEMORY_FS:
-        reason = f"the file lives in memory ({_filesystem(st.st_dev)})"
+    span = (own.address, own.address + max(own.size, 1)) if own is not None else None
+    mapped = _mappings_here(st.st_dev, st.st_ino, span)
+    fs = _filesystem(st.st_dev)
+    if mapped == 1:
+        reason = (
+            "this process still maps the file (1 other mapping: an array over it is "
+            "alive; evict or release it first)"
+        )
+    elif mapped:
+        reason = (
+            f"this process still maps the file ({mapped} other mappings: arrays over it "
+            "are alive; evict or release them first)"
+        )
+    elif fs in _MEMORY_FS:
+        reason = f"the file lives in memory ({fs})"
     else:
         reason = "another process maps them, or they were read again meanwhile"
-    warnings.warn(
-        EvictionWarning(
-            f"evict: {stayed} of {pages} pages of {name} stayed in the page cache: {reason}",
-            stayed,
-            pages,
-            reason,
-        ),
-        stacklevel=3,
-    )
+    message = f"evict: {stayed} of {pages} pages of {name} stayed in the page cache: {reason}"
+    warnings.warn(EvictionWarning(message, stayed, pages, reason), stacklevel=3)
 
 
 def _mappings_here(dev: int, ino: int, own: tuple[int, int] | None) -> int:
