@@ -9,6 +9,7 @@ from ._api import anonymous, create, open
 from ._cache import EvictionWarning, advise, evict, prefetch
 from ._core import PAGESIZE, Region
 from ._grow import grow
+from ._joblib import install as _install_joblib
 from ._lock import lock
 from ._memmap import memmap
 from ._named import named, unlink
@@ -67,4 +68,5 @@ __all__ = [
 ]
 
 _install_reducer()  # arrays sent through multiprocessing travel by reference
+_install_joblib()  # ... and through loky and joblib.Parallel, once they are imported
 _core._set_repr_html(_picture.region_html)  # Region._repr_html_ draws the resident pages
