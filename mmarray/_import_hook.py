@@ -5,13 +5,15 @@ mmarray registers its reducers with multiprocessing, loky and joblib, none of wh
 and loky are optional. :func:`when_imported` runs the registration at once when the
 module is already loaded, and otherwise right after it has been executed, through a
 meta path finder that wraps the module's loader. A module whose execution fails
-keeps its callbacks pending for the next attempt.
+keeps its callbacks pending for the next attempt. A callback that raises does not
+break the import it runs in: its error becomes a ``RuntimeWarning``.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -31,7 +33,19 @@ def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
             if _Finder not in sys.meta_path:
                 sys.meta_path.insert(0, _Finder)
     if module is not None:
+        _run(callback, module)
+
+
+def _run(callback: Callable[[ModuleType], None], module: ModuleType) -> None:
+    try:
         callback(module)
+    except Exception as e:
+        warnings.warn(
+            f"mmarray could not register itself with {module.__name__} "
+            f"({type(e).__name__}: {e}): arrays passed through it travel by value",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 class _CallingLoader:
@@ -54,7 +68,7 @@ class _CallingLoader:
                     sys.meta_path.insert(0, _Finder)
             raise
         for callback in self._callbacks:
-            callback(module)
+            _run(callback, module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

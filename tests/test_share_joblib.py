@@ -239,6 +239,20 @@ def test_plain_numpy_arrays_behave_as_joblib_makes_them(case, tmp_path):
     assert (npm == 5.0).all()
 
 
+def _back(a):
+    return a[1:3, ::-1]
+
+
+@pytest.mark.parametrize("kind", ["anonymous", "memmap"])
+def test_results_come_back_by_value_as_joblib_sends_them(case, make, kind):
+    _, _, parallel = case
+    a = make(kind, (4, 50))
+    a[...] = np.arange(200).reshape(4, 50)
+    (back,) = parallel([joblib.delayed(_back)(a)])
+    assert type(back) is np.ndarray and mmarray.region(back) is None
+    assert np.array_equal(back, a[1:3, ::-1])
+
+
 # ---- the pickling itself, in this process ----------------------------------------------
 
 
