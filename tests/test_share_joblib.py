@@ -336,3 +336,17 @@ def test_import_mmarray_without_joblib():
         "else:\n    raise AssertionError('joblib imported')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_hooking_twice_wraps_once_and_a_renamed_joblib_warns():
+    import types
+
+    from mmarray import _joblib
+
+    cls = _memmapping_reducer.ArrayMemmapForwardReducer
+    call, get = cls.__call__, _memmapping_reducer.get_memmapping_reducers
+    _joblib._hook_joblib(_memmapping_reducer)
+    assert cls.__call__ is call and _memmapping_reducer.get_memmapping_reducers is get
+    assert not hasattr(call._mmarray_wraps, "_mmarray_wraps")
+    with pytest.warns(RuntimeWarning, match="cannot hook into joblib"):
+        _joblib._hook_joblib(types.ModuleType("joblib._memmapping_reducer"))
