@@ -244,4 +244,13 @@ int mm_select_short_lanes(mm_sel *s);
 /* NaNs per lane of s into counts (n_lanes of them, zeroed).  Returns 0 or -1. */
 int mm_count_lane_nans(mm_sel *s, npy_intp *counts);
 
+/* ---- the call's state from Python's arguments (entry.c), the dask kernels (keyhist.c) -- */
+
+/* Fills s from x (whose last r axes are the lane), the workers, progress and region.
+ * Returns 0, or -1 with an exception set. */
+int mm_sel_init(mm_sel *s, PyObject *module, PyArrayObject *x, int r, int workers,
+                PyObject *progress, PyObject *region);
+/* Adds _core.key_histogram, key_collect and key_values to the module; 0 or -1. */
+int mm_keyhist_add(PyObject *module);
+
 #endif
