@@ -2,16 +2,19 @@
 
 `run` is the only way in: it checks ``workers=``, hands what the kernels cannot take
 to numpy (`mmarray._fallback`), applies numpy's ``axis``/``out``/``keepdims``
-handling (numpy's ``_ureduce``) around the statistic's kernel, and drives the
+handling (numpy's ``_ureduce``, `reduce`) around the statistic's kernel, and drives the
 progress report. Around the kernels it offers the lanes (`lanes`: a strided view,
 reduced axes last and merged), the progress fractions (`Reporter`) and the calls
-into ``_core`` (`select`, `nan_counts`).
+into ``_core`` (`select`, `nan_counts`). A kernel asks its lanes two questions
+(`Lanes`: the values at some ranks, the NaNs in each lane): `MemoryLanes` answers them
+for an array in memory, ``mmarray.dask`` for a dask array (`lanes_of`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
@@ -19,9 +22,23 @@ from numpy.lib.array_utils import normalize_axis_tuple
 from . import _core
 from ._fallback import kernel_array
 from ._progress import bar_class
+from ._region import region as region_of
 from ._workers import kernel_workers
 
-__all__ = ["Axis", "Progress", "Reduction", "Reporter", "lanes", "nan_counts", "run", "select"]
+__all__ = [
+    "Axis",
+    "Lanes",
+    "MemoryLanes",
+    "Progress",
+    "Reduction",
+    "Reporter",
+    "lanes",
+    "lanes_of",
+    "nan_counts",
+    "reduce",
+    "run",
+    "select",
+]
 
 Axis = int | Sequence[int] | None
 Progress = bool | Callable[[float], Any]
@@ -122,6 +139,59 @@ def nan_counts(
     return _core.count_nan(x, r, workers, rep.span(0.0, 0.3), region=reg).reshape(outer)
 
 
+class Lanes(Protocol):
+    """The lanes of one reduction: ``outer`` (the kept shape; one lane per element),
+    ``n`` (values per lane), and the two questions the kernels ask."""
+
+    outer: tuple[int, ...]
+    n: int
+
+    def select(self, ranks: np.ndarray, progress: Any) -> np.ndarray:
+        """The values at ``ranks`` (1 row for every lane, or one row per lane) in numpy's
+        sort order (NaN last): an (L, m) array of the lanes' dtype."""
+        ...
+
+    def nan_counts(self, rep: Reporter) -> np.ndarray:
+        """The NaNs in each lane, shape ``outer``."""
+        ...
+
+
+class LaneProvider(Protocol):
+    """What a kernel may take instead of an ndarray (``mmarray.dask``'s arrays)."""
+
+    dtype: np.dtype[Any]
+    ndim: int
+
+    def lanes(self, axes: tuple[int, ...]) -> Lanes:
+        """The lanes over the reduced ``axes``."""
+        ...
+
+
+class MemoryLanes:
+    """The `Lanes` of an array in memory (or mapped), answered by the C kernels."""
+
+    def __init__(self, arr: np.ndarray, axes: tuple[int, ...], workers: int) -> None:
+        self.x, self.outer, self.r = lanes(arr, axes)
+        self.reg = region_of(arr)
+        self.n = math.prod(self.x.shape[len(self.outer) :])
+        self.workers = workers
+
+    def select(self, ranks: np.ndarray, progress: Any) -> np.ndarray:
+        """See `Lanes.select`."""
+        return select(self.x, self.r, ranks, self.workers, progress, self.reg)
+
+    def nan_counts(self, rep: Reporter) -> np.ndarray:
+        """See `Lanes.nan_counts`."""
+        return nan_counts(self.x, self.r, self.outer, self.workers, rep, self.reg)
+
+
+def lanes_of(arr: np.ndarray | LaneProvider, axes: tuple[int, ...], workers: int) -> Lanes:
+    """The `Lanes` of arr over axes: `MemoryLanes` for an ndarray, else arr's own."""
+    if isinstance(arr, np.ndarray):
+        return MemoryLanes(arr, axes, workers)
+    return arr.lanes(axes)
+
+
 class Reduction(NamedTuple):
     """One statistic, as `run` needs it.
 
@@ -163,28 +233,43 @@ def run(
         return how.fallback(a, axis, out, keepdims, params)
     rep = Reporter(progress, arr.size, bar)
     try:
-        # numpy's _ureduce: axes normalised, the kernel's out a view of out's kept axes
-        nd = arr.ndim
-        inner_out = out
-        if axis is not None:
-            axes = normalize_axis_tuple(axis, nd)
-            if keepdims and out is not None:
-                kept = tuple(0 if i in axes else slice(None) for i in range(nd))
-                inner_out = out[(Ellipsis,) + kept]
-        else:
-            axes = tuple(range(nd))
-            if keepdims and out is not None:
-                inner_out = out[(Ellipsis,) + (0,) * nd]
-        r = how.kernel(arr, axes, inner_out, nw, rep, params)
-        if out is not None:
-            r = out
-        elif keepdims:
-            if axis is None:
-                index_r: tuple[Any, ...] = (np.newaxis,) * nd
-            else:
-                index_r = tuple(np.newaxis if i in axes else slice(None) for i in range(nd))
-            r = r[(Ellipsis,) + index_r]
-        rep.finish()
-        return r
+        return reduce(how, arr, axis, out, keepdims, nw, rep, params)
     finally:
         rep.close()
+
+
+def reduce(
+    how: Reduction,
+    arr: np.ndarray | LaneProvider,
+    axis: Axis,
+    out: np.ndarray | None,
+    keepdims: bool,
+    nw: int,
+    rep: Reporter,
+    params: Any = None,
+) -> Any:
+    """numpy's ``_ureduce`` around ``how.kernel`` (axis normalisation, ``keepdims`` and
+    ``out``) for a kernel-ready arr, with progress reported to 1.0 at the end."""
+    # numpy's _ureduce: axes normalised, the kernel's out a view of out's kept axes
+    nd = arr.ndim
+    inner_out = out
+    if axis is not None:
+        axes = normalize_axis_tuple(axis, nd)
+        if keepdims and out is not None:
+            kept = tuple(0 if i in axes else slice(None) for i in range(nd))
+            inner_out = out[(Ellipsis,) + kept]
+    else:
+        axes = tuple(range(nd))
+        if keepdims and out is not None:
+            inner_out = out[(Ellipsis,) + (0,) * nd]
+    r = how.kernel(arr, axes, inner_out, nw, rep, params)
+    if out is not None:
+        r = out
+    elif keepdims:
+        if axis is None:
+            index_r: tuple[Any, ...] = (np.newaxis,) * nd
+        else:
+            index_r = tuple(np.newaxis if i in axes else slice(None) for i in range(nd))
+        r = r[(Ellipsis,) + index_r]
+    rep.finish()
+    return r

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mmarray
-from mmarray import _grow, _order_stats
+from mmarray import _grow, _harness
 
 # ---- corrupt .npy headers: a ValueError naming the file, never a mapping past its end -------
 
@@ -340,13 +340,13 @@ def test_bug_median_estimate_started_a_thread_per_chunk(monkeypatch):
     # it ran one Python call per chunk (in a pool of up to `workers` threads): chunk=1
     # over a million elements took minutes; now the chunks are the lanes of one call
     calls = []
-    real = _order_stats.select
+    real = _harness.select
 
     def counting(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(_order_stats, "select", counting)
+    monkeypatch.setattr(_harness, "select", counting)
     before = threading.active_count()
     a = np.arange(5003.0)[::-1]
     got = mmarray.median_estimate(a, chunk=1, workers=10**6)
