@@ -18,6 +18,7 @@ from ._cache import advise, prefetch
 from ._core import Region
 from ._core import ndarray as _ndarray
 from ._extent import contiguous_nbytes
+from ._grow import NoGrowDuring
 from ._shape import checked_dtype, expand_subarray, order_is_fortran, shape_tuple
 
 __all__ = ["open", "create", "anonymous"]
@@ -125,7 +126,14 @@ def _open_mapped(
         reg = Region.open(path, 0, start, access=access, shared=shared)
     try:
         if dt is None:
-            return _open_npy(reg, shp, offset)
+            # under grow's lock, shared: the header and the size are those of one moment
+            fd = reg.dup()
+            try:
+                with NoGrowDuring(fd, reg.name):
+                    reg = _mapped_to_the_end(reg, fd, access, shared)
+                    return _open_npy(reg, shp, offset)
+            finally:
+                os.close(fd)
         avail = reg.size
         if shp is None:
             if dt.itemsize == 0:
@@ -153,6 +161,16 @@ def _open_mapped(
     except BaseException:
         reg.close()
         raise
+
+
+def _mapped_to_the_end(reg: Region, fd: int, access: str, shared: bool) -> Region:
+    """``reg`` (a whole file's mapping), or, when a grow changed the file's size since it
+    was mapped, a new mapping of the whole file as it is now (``reg`` closed)."""
+    if os.fstat(fd).st_size == reg.size:
+        return reg
+    new = Region(fd, 0, 0, access=access, shared=shared, name=reg.name)
+    reg.close()
+    return new
 
 
 def _pages_at_open(
