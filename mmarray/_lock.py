@@ -200,7 +200,8 @@ def lock(
         try:  # a descriptor of our own: another thread may close the region meanwhile
             fd = reg.dup()
         except ValueError:  # closed, or private anonymous memory (no descriptor)
-            raise ValueError(_NO_FILE) from None
+            closed = "lock(): operation on a closed Region; " if reg.closed else ""
+            raise ValueError(closed + _NO_FILE) from None
         try:
             stack.enter_context(
                 Held(fd, start, length, exclusive=exclusive, timeout=timeout, name=reg.name)

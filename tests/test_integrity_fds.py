@@ -44,32 +44,44 @@ def _close_races(tmp_path, make, op, decoy):
     ValueError (the close came first) is a clean failure. Returns the rounds run."""
     deadline = time.monotonic() + SECONDS
     rounds = 0
-    while rounds < MIN_ROUNDS or (time.monotonic() < deadline and rounds < 20 * MIN_ROUNDS):
-        a = make(rounds)
-        reg = mmarray.region(a)
-        go = threading.Barrier(2, timeout=30)
-        taken: list[int] = []
-
-        def close_and_reuse(reg=reg, go=go, taken=taken):
-            go.wait()
-            reg.close()
-            taken.append(os.open(decoy, os.O_RDWR | os.O_CLOEXEC))
-
-        t = threading.Thread(target=close_and_reuse)
-        t.start()
-        go.wait()
-        try:
-            op(a)
-        except ValueError as e:
-            assert "closed" in str(e)
-        finally:
-            t.join(30)
-            assert not t.is_alive()
-            for fd in taken:
-                os.close(fd)
-        del a
-        rounds += 1
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between any two bytecodes
+    try:
+        while _race_on(rounds, deadline):
+            _close_race(make(rounds), op, decoy)
+            rounds += 1
+    finally:
+        sys.setswitchinterval(switch)
     return rounds
+
+
+def _race_on(rounds, deadline):
+    return rounds < MIN_ROUNDS or (time.monotonic() < deadline and rounds < 20 * MIN_ROUNDS)
+
+
+def _close_race(a, op, decoy):
+    """One round: ``op(a)`` while another thread closes a's region and opens ``decoy``."""
+    reg = mmarray.region(a)
+    go = threading.Barrier(2, timeout=30)
+    taken: list[int] = []
+
+    def close_and_reuse():
+        go.wait()
+        reg.close()
+        taken.append(os.open(decoy, os.O_RDWR | os.O_CLOEXEC))
+
+    t = threading.Thread(target=close_and_reuse)
+    t.start()
+    go.wait()
+    try:
+        op(a)
+    except ValueError as e:
+        assert "closed" in str(e)
+    finally:
+        t.join(30)
+        assert not t.is_alive()
+        for fd in taken:
+            os.close(fd)
 
 
 def test_grow_during_a_concurrent_close_never_writes_another_file(tmp_path):
