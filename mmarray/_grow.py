@@ -264,9 +264,7 @@ def _header_rows(a: np.ndarray[Any, Any], header: bytes, name: Any) -> int:
     return hshape[0]
 
 
-def _grown_header(
-    old: bytes, new_shape: tuple[int, ...], dt: np.dtype[Any], name: Any
-) -> bytes:
+def _grown_header(old: bytes, new_shape: tuple[int, ...], dt: np.dtype[Any], name: Any) -> bytes:
     """The header for ``new_shape``, of the old header's length (empty for a raw file);
     ValueError when it has no room."""
     if not old:

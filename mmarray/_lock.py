@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Region
 from ._extent import array_extent
 from ._region import region
 

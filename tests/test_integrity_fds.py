@@ -21,7 +21,6 @@ import signal
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -242,7 +241,10 @@ def killing(f):
         return res
     return call
 
-a = mmarray.open(path, "r+") if kind == "npy" else mmarray.open(path, "r+", dtype="i4").reshape(-1, 2)
+if kind == "npy":
+    a = mmarray.open(path, "r+")
+else:
+    a = mmarray.open(path, "r+", dtype="i4").reshape(-1, 2)
 for name in ("ftruncate", "pwrite"):
     setattr(os, name, killing(getattr(os, name)))
 mmarray.grow(a, 3)
