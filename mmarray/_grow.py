@@ -10,7 +10,7 @@ instant, so that a process killed at any point leaves the file as it was or grow
 1. the tail left by a grow that was killed before its header (bytes past the data the
    header describes) is cut off;
 2. the file is extended (``ftruncate``): the old header still describes the old rows;
-3. the grown array is mapped;
+3. the grown array is mapped (and made);
 4. the header is rewritten in place with the new shape (one small ``pwrite``): the
    commit. A raw file has no header: the extension is its commit.
 
@@ -156,14 +156,16 @@ def _grow_locked(
     try:
         if new_size != end:
             _truncate(fd, new_size, name)
-        new = Region(fd, new_size - flo, flo, access="w", name=name)
+        grown = _ndarray(
+            Region(fd, new_size - flo, flo, access="w", name=name), a.dtype, new_shape, 0
+        )
         if header:
             _commit(fd, header, old_header, name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, end)  # never below what the header (or raw size) committed
         raise
-    return _ndarray(new, a.dtype, new_shape, 0)
+    return grown
 
 
 def _truncate(fd: int, size: int, name: Any) -> None:
