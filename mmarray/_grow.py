@@ -48,15 +48,17 @@ def grow(a: np.ndarray[Any, Any], n: int) -> np.ndarray[Any, Any]:
     ``a`` must be a writable, C-contiguous array over a shared file mapping
     (``open(path, 'r+')`` or ``create``) that starts where the file's array starts:
     a whole ``.npy`` array, or the data of a raw file from the array's first byte
-    on. The file is extended with ``ftruncate`` (the new rows are zeros and
+    to the end of the file. The file is extended with ``ftruncate`` (the new rows are zeros and
     take no disk space until written), then a ``.npy`` header is rewritten in
     place with the new shape. ``a`` stays valid and keeps its shape.
 
     ``grow`` is atomic: processes (and threads) growing the same file take turns,
     each reading the file's array as it is when its turn comes and adding its own
     ``n`` rows, which are always the last ``n`` of the array it returns. So an array
-    made before another grow (a stale one, or a view of the first rows) grows the file
-    from its current end, and the result has all its rows. A process killed during
+    over a ``.npy`` file made before another grow (a stale one, or a view of the first
+    rows) grows the file from its current end, and the result has all its rows; over a
+    raw file, whose size alone says how many rows it has, it must run to the end of the
+    file (else ValueError: open the file again). A process killed during
     ``grow`` leaves the file as it was or grown, never unreadable; the next ``grow``
     drops any tail the killed one left.
 
@@ -78,7 +80,8 @@ def grow(a: np.ndarray[Any, Any], n: int) -> np.ndarray[Any, Any]:
     ValueError
         ``a`` is read-only, private, anonymous, closed, not C-contiguous, 0-d, does
         not start where its ``.npy`` data does, has another dtype or row shape than
-        the ``.npy`` header, has more rows than the file, or the header has no room
+        the ``.npy`` header, has more rows than the file, does not run to the end of a
+        raw file, or the header has no room
         for the new shape (files from ``np.save`` and :func:`mmarray.create` have it).
 
     Examples
@@ -219,14 +222,13 @@ def _file_rows(
                 f"{name}: the .npy header says {rows} rows ({rows * row} bytes) but the file "
                 f"holds {size - flo} bytes of data"
             )
-    elif row == 0:
-        rows = a.shape[0]  # rows of no bytes: the size cannot say how many
-    else:
-        rows, rest = divmod(size - flo, row)
-        if rest:
+    else:  # a raw file: only its size says how many rows it has, so a must be all of them
+        rows = a.shape[0]
+        if flo + rows * row != size:
             raise ValueError(
-                f"{name}: grow needs the file to end with a whole row; it has {size} bytes, "
-                f"{size - flo} from the array's first byte, rows of {row} bytes"
+                f"{name}: grow needs the array to run to the end of its raw file; it ends at "
+                f"byte {flo + rows * row} but the file has {size} bytes (if another process "
+                "grew it, open it again)"
             )
     if rows < a.shape[0]:
         raise ValueError(
