@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import errno
-import itertools
 import operator
 import os
+import secrets
 import stat
 import sys
 from typing import Any
@@ -26,7 +26,7 @@ __all__ = ["open", "create", "anonymous"]
 _OPEN_MODES = {"r": ("r", True), "r+": ("w", True), "c": ("c", False)}
 _ALLOCATE = ("sparse", "reserve")
 _pyopen = open
-_tmp_serial = itertools.count()
+_NEW_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def open(  # noqa: A001 - the public name is mmarray.open
@@ -243,8 +243,12 @@ def create(
         Replace an existing file. The new file is prepared beside it and
         renamed over it only once it is complete, so a failure leaves the old
         file intact. It keeps the old file's permission bits (as ``open(path,
-        'w')`` would); a new file gets ``0o666`` less the umask. Only a regular
-        file is replaced (a device, FIFO or directory raises an error).
+        'w')`` would), and its owner and group where the process may (root may;
+        where the group cannot be kept, the group bits are dropped); these hold
+        from its first byte: the file beside it is created ``0o600`` with a random
+        name and is removed on any failure. A new file gets ``0o666`` less the
+        umask. Only a regular file is replaced (a device, FIFO or directory raises
+        an error).
     order : {'C', 'F'}
 
     Returns
@@ -271,13 +275,13 @@ def create(
     if total > sys.maxsize:
         raise ValueError(f"shape {shp} of {dt} needs {total} bytes: too big for a file")
     target = path
-    perms = None  # a new file: 0o666 reduced by the umask, as open() makes it
     if exist_ok:
-        path, perms = _replacement(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd, path = _open_replacement(target)
+    else:
+        fd = _open_new(target)
     ok = False
     try:
-        _prepare_file(fd, perms, header, total, allocate, target)
+        _prepare_file(fd, header, total, allocate, target)
         reg = Region(fd, total, 0, access="w", name=os.fspath(target))
         arr = _ndarray(reg, dt, shp, len(header), fortran)
         if fill is not None:
@@ -288,17 +292,13 @@ def create(
     finally:
         os.close(fd)
         if not ok:
-            os.unlink(path)
+            _remove_quietly(path)
     return arr
 
 
-def _prepare_file(
-    fd: int, perms: int | None, header: bytes, total: int, allocate: str, target: Any
-) -> None:
-    """Give a new file its permissions, its header and its size (``total`` bytes,
-    reserved on disk for ``allocate='reserve'``)."""
-    if perms is not None:
-        os.fchmod(fd, perms)  # the replaced file's permissions, exactly
+def _prepare_file(fd: int, header: bytes, total: int, allocate: str, target: Any) -> None:
+    """Give a new file its header and its size (``total`` bytes, reserved on disk for
+    ``allocate='reserve'``)."""
     if header:
         os.pwrite(fd, header, 0)
     try:
@@ -334,30 +334,108 @@ def _check_fill_shape(value: np.ndarray[Any, Any], shape: tuple[int, ...]) -> No
         ) from None
 
 
-def _replacement(target: Any) -> tuple[Any, int | None]:
-    """The temporary path ``create(..., exist_ok=True)`` prepares beside ``target``,
-    and the permission bits it must get: those of the file it replaces (``open(path, 'w')``
-    would keep them; a private file must not become readable by others), or None when
-    there is no such file (then the umask applies)."""
+def _open_new(target: Any) -> int:
+    """Create ``target`` (``O_EXCL``, ``0o666`` less the umask, as ``open()`` makes it)
+    and return its descriptor; an error names the directory it could not be made in."""
+    try:
+        return os.open(target, _NEW_FLAGS, 0o666)
+    except FileExistsError:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{os.strerror(errno.EEXIST)} (pass exist_ok=True to replace it)",
+            os.fsdecode(target),
+        ) from None
+    except OSError as e:
+        raise _in_directory(e, target) from None
+
+
+def _open_replacement(target: Any) -> tuple[int, Any]:
+    """Create the temporary file that ``create(..., exist_ok=True)`` prepares beside
+    ``target`` and renames over it; return its descriptor and path.
+
+    It has its final permissions before its first byte is written: created ``0o600``
+    (``O_EXCL``, a random name, in ``target``'s directory), then given the replaced
+    file's owner and group where the process may (root may; others keep their own
+    uid), then the replaced file's permission bits, as ``open(path, 'w')`` keeps them.
+    Where the group could not be kept, the group bits are dropped (another group must
+    not read a file meant for the old one). A new file gets ``0o666`` less the umask.
+    """
     d, base = os.path.split(target)
     if not base:
         err = errno.ENOENT if not d else errno.EISDIR
         raise OSError(err, os.strerror(err), target)
-    name = f".{os.fsdecode(base)}.{os.getpid()}.{next(_tmp_serial)}.tmp"
-    tmp = os.path.join(d, os.fsencode(name) if isinstance(base, bytes) else name)
     try:
-        st = os.stat(target)
+        st: os.stat_result | None = os.stat(target)
     except (FileNotFoundError, NotADirectoryError):
-        return tmp, None
-    if stat.S_ISDIR(st.st_mode):
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target)
-    if not stat.S_ISREG(st.st_mode):
+    if st is not None and not stat.S_ISREG(st.st_mode):
         # renaming over a device, a FIFO or a socket would remove it (as root, /dev/null)
         raise ValueError(
             f"{os.fsdecode(target)}: exists and is not a regular file; exist_ok=True "
             "replaces regular files only"
         )
-    return tmp, stat.S_IMODE(st.st_mode) & 0o777
+    fd, tmp = _open_temporary(d, base, target, 0o600 if st is not None else 0o666)
+    if st is not None:
+        try:
+            _take_over(fd, st)
+        except BaseException:
+            os.close(fd)
+            _remove_quietly(tmp)
+            raise
+    return fd, tmp
+
+
+def _open_temporary(d: Any, base: Any, target: Any, mode: int) -> tuple[int, Any]:
+    """Create a file of a random, unused name beside ``target`` with ``O_EXCL`` and
+    ``mode`` (less the umask); return its descriptor and path."""
+    stem = b"." + os.fsencode(base)[:200] + b"."  # within NAME_MAX whatever the name
+    for _ in range(100):
+        name = stem + secrets.token_hex(8).encode() + b".tmp"
+        tmp = os.path.join(d, name if isinstance(base, bytes) else os.fsdecode(name))
+        try:
+            return os.open(tmp, _NEW_FLAGS, mode), tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise _in_directory(e, target) from None
+    raise FileExistsError(errno.EEXIST, "no unused temporary name beside it", target)
+
+
+def _take_over(fd: int, st: os.stat_result) -> None:
+    """Give the new (still empty, ``0o600``) file behind ``fd`` the owner, group and
+    permission bits of the file ``st`` describes, as far as the process may."""
+    mode = stat.S_IMODE(st.st_mode) & 0o777
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)  # root: both; others: only their own uid
+    except PermissionError:
+        try:
+            os.fchown(fd, -1, st.st_gid)  # a group the process belongs to
+        except PermissionError:
+            pass
+    if os.fstat(fd).st_gid != st.st_gid:
+        mode &= ~0o070
+    os.fchmod(fd, mode)
+
+
+def _in_directory(e: OSError, target: Any) -> OSError:
+    """The error of creating a file for ``target``, naming the target and its
+    directory (never a temporary name)."""
+    d = os.path.dirname(os.path.abspath(target))
+    return OSError(
+        e.errno,
+        f"{e.strerror}: cannot create a file in the directory {os.fsdecode(d)}",
+        os.fsdecode(target),
+    )
+
+
+def _remove_quietly(path: Any) -> None:
+    """Remove a file this call created, on its way out with another error."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def anonymous(
