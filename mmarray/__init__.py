@@ -8,6 +8,7 @@ from . import _core, _picture
 from ._api import anonymous, create, open
 from ._cache import EvictionWarning, advise, evict, prefetch
 from ._core import PAGESIZE, Region
+from ._flush import flush
 from ._grow import grow
 from ._joblib import install as _install_joblib
 from ._lock import lock
@@ -46,6 +47,7 @@ __all__ = [
     "disk_usage",
     "evict",
     "extents",
+    "flush",
     "grow",
     "lock",
     "map_chunks",

@@ -35,7 +35,7 @@ def open(  # noqa: A001 - the public name is mmarray.open
     *,
     dtype: DTypeLike | None = None,
     shape: int | tuple[int, ...] | None = None,
-    offset: int = 0,
+    offset: int | None = None,
     order: str = "C",
     advice: str | None = None,
     populate: bool = False,
@@ -55,12 +55,19 @@ def open(  # noqa: A001 - the public name is mmarray.open
         copy-on-write: writes stay in this process's memory.
     dtype : data-type, optional
         Element type of a raw file. Giving it makes any file raw: a ``.npy``
-        file is then mapped from byte ``offset``, header included (its raw bytes).
+        file is then mapped from byte ``offset``, which must be given (the
+        header's own bytes are data from ``offset=0``; the header's data offset
+        skips them). Without ``offset=``, a file named ``*.npy`` that starts
+        with the ``.npy`` magic string is refused with a ``ValueError`` that
+        names the header's dtype and its data offset, since reading its header
+        as data is a mistake more often than not (``np.memmap`` does it
+        silently). Other names are not looked into: opening reads nothing.
     shape : int or tuple of ints, optional
         Shape of a raw file's array; by default as many elements as fit after
         ``offset``. For ``.npy`` files it may be given only if it equals the header's.
-    offset : int
-        Byte offset of a raw file's data (any value, not only page multiples).
+    offset : int, optional
+        Byte offset of a raw file's data (any value, not only page multiples);
+        0 if not given. Not allowed for ``.npy`` files opened without ``dtype``.
     order : {'C', 'F'}
         Memory order of a raw file's data.
     advice : str, optional
@@ -101,11 +108,11 @@ def open(  # noqa: A001 - the public name is mmarray.open
         raise ValueError(f"mode must be 'r', 'r+' or 'c', not {mode!r}") from None
     fortran = order_is_fortran(order)
     dt = None if dtype is None else checked_dtype(dtype)
-    offset = operator.index(offset)
-    if offset < 0:
-        raise ValueError(f"offset must be non-negative, got {offset}")
+    start = 0 if offset is None else operator.index(offset)
+    if start < 0:
+        raise ValueError(f"offset must be non-negative, got {start}")
     shp = None if shape is None else shape_tuple(shape)
-    return _open_mapped(path, access, shared, dt, shp, offset, fortran)
+    return _open_mapped(path, access, shared, dt, shp, start, fortran, offset is not None)
 
 
 def _open_mapped(
@@ -116,9 +123,11 @@ def _open_mapped(
     shp: tuple[int, ...] | None,
     offset: int,
     fortran: bool,
+    explicit: bool = True,
 ) -> np.ndarray[Any, Any]:
     """Map the file (a .npy file whole, ``dt`` None; a raw one from ``offset``) and
-    build its array; the region is closed again if that fails."""
+    build its array; the region is closed again if that fails. A raw open of a .npy
+    file is refused unless the offset was ``explicit``."""
     start = 0 if dt is None else offset  # a .npy file is mapped whole
     if access == "r":
         reg = Region.open(path, 0, start)
@@ -134,6 +143,8 @@ def _open_mapped(
                     return _open_npy(reg, shp, offset)
             finally:
                 os.close(fd)
+        if not explicit and os.fsdecode(os.fspath(path)).endswith(".npy"):
+            _refuse_npy_as_raw(reg, dt)  # reads the first page: only where the name says
         avail = reg.size
         if shp is None:
             if dt.itemsize == 0:
@@ -171,6 +182,26 @@ def _mapped_to_the_end(reg: Region, fd: int, access: str, shared: bool) -> Regio
     new = Region(fd, 0, 0, access=access, shared=shared, name=reg.name)
     reg.close()
     return new
+
+
+def _refuse_npy_as_raw(reg: Region, dt: np.dtype[Any]) -> None:
+    """Raise ValueError if the file mapped from byte 0 by ``reg`` is a .npy file: given
+    ``dtype=`` without ``offset=``, its header would be read as data."""
+    with memoryview(reg) as buf:
+        if len(buf) < 6 or not _npy.is_npy(buf[:6].tobytes()):
+            return
+        try:
+            span = _npy.header_span(buf, reg.name)
+            shp, _, hdt = _npy.parse_header(buf[:span].tobytes())
+            header = f"its header says shape {shp} of {hdt}, data at byte {span}"
+            skip = f"offset={span}"
+        except ValueError:
+            header, skip = "its header cannot be read", "offset= past the header"
+    raise ValueError(
+        f"{reg.name}: a .npy file ({header}); with dtype={dt} and no offset= its header "
+        f"would be read as data: pass {skip} to skip the header (offset=0 to read it "
+        "too), or leave dtype= out to use the header"
+    )
 
 
 def _pages_at_open(

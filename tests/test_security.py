@@ -138,8 +138,9 @@ CALLS_ON_A_SECRET = {
 @pytest.mark.parametrize("call", list(CALLS_ON_A_SECRET))
 def test_a_file_without_permission_is_a_permission_error_naming_it(secret, call):
     got = in_child(lambda: CALLS_ON_A_SECRET[call](secret))
-    if call == "create exist_ok":  # the directory is not writable: the new file's path
-        assert got["type"] == "PermissionError" and str(secret.parent) in got["filename"], got
+    if call == "create exist_ok":  # the directory is not writable: it is named, not a temp
+        assert got["type"] == "PermissionError" and got["filename"] == str(secret), got
+        assert f"directory {secret.parent}" in got["msg"] and ".tmp" not in got["msg"], got
     else:
         assert_permission_error(got, str(secret))
     assert np.load(secret).tolist() == list(range(10))  # untouched
@@ -177,8 +178,11 @@ def test_creating_in_a_directory_without_permission_names_the_path(world):
         world.chmod(0o555)
     target = world / "new.npy"
     try:
-        got = in_child(lambda: mmarray.create(target, 3, "u1"))
-        assert_permission_error(got, str(target))
+        for exist_ok in (False, True):
+            got = in_child(lambda e=exist_ok: mmarray.create(target, 3, "u1", exist_ok=e))
+            assert_permission_error(got, str(target))
+            assert f"cannot create a file in the directory {world}" in got["msg"], got
+            assert ".tmp" not in got["msg"] + got["filename"], got
         got = in_child(lambda: mmarray.memmap(target, mode="w+", shape=(3,)))
         assert_permission_error(got, str(target))
     finally:

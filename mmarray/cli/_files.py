@@ -80,7 +80,7 @@ def dig_holes(whole: np.ndarray[Any, Any]) -> int:
 
 
 def _punch(args: argparse.Namespace) -> str:
-    whole = mmarray.open(args.file, "r+", dtype="u1")
+    whole = mmarray.open(args.file, "r+", dtype="u1", offset=0)
     before = mmarray.disk_usage(whole).allocated
     dig_holes(whole)
     after = mmarray.disk_usage(whole).allocated
@@ -88,7 +88,7 @@ def _punch(args: argparse.Namespace) -> str:
 
 
 def _pages(args: argparse.Namespace, what: str) -> str:
-    whole = mmarray.open(args.file, dtype="u1")
+    whole = mmarray.open(args.file, dtype="u1", offset=0)
     stayed = ""
     if what == "evict":
         with warnings.catch_warnings(record=True) as caught:
