@@ -263,6 +263,7 @@ def t_open_npy(arr, fortran, version, data, mode, extra, where):
         shm = "/dev/shm/" + name
         with open(shm, "wb") as f:
             f.write(blob)
+        os.chmod(shm, 0o600)  # under any umask: named() refuses group-writable memory
         try:
             ok, res = attempt("named", lambda: mmarray.named(name))
         finally:
