@@ -198,7 +198,7 @@ def test_the_oracle_tells_the_sign_of_zero_and_the_bits_of_nan():
 @pytest.mark.parametrize("n", [5, 5000, 300_001])  # short lanes, radix, the sampled window
 def test_bug_a_nan_result_had_other_bits_than_np_nan(dtype, n):
     # every NaN had the all-ones key, which decoded to 0x7FFF... instead of np.nan
-    a = np.arange(n, dtype=dtype)
+    a = (np.arange(n) % 1000).astype(dtype)  # finite in float16 too
     a[n // 3] = np.nan
     for name, args in [("median", ()), ("quantile", ([0.2, 0.5],)), ("percentile", (30,))]:
         got = np.asarray(getattr(mmarray, name)(a, *args))
