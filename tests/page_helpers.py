@@ -27,7 +27,7 @@ def private_anon(npages: int) -> np.ndarray:
 # A second process that maps a file, loads it, says so and waits for its stdin to close.
 MAP_AND_WAIT = """
 import sys, mmarray
-a = mmarray.open(sys.argv[1], dtype="u1")
+a = mmarray.open(sys.argv[1], dtype="u1", offset=0)
 mmarray.prefetch(a)
 print("mapped", flush=True)
 sys.stdin.read()

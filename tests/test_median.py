@@ -211,6 +211,19 @@ def test_bug_a_nan_result_had_other_bits_than_np_nan(dtype, n):
 DISCRETE = ("inverted_cdf", "closest_observation", "lower", "higher", "nearest")
 
 
+def numpys_ranks(n, q, method):
+    """The ranks of a sorted lane of n that numpy's quantile reads for q and method: the
+    selected one for the discrete methods, else the two neighbours of the virtual index
+    (one where it lies outside the lane), as numpy's own _get_indexes picks them."""
+    if method in DISCRETE:  # numpy takes one element: the quantile of the ranks is it
+        return [int(np.quantile(np.arange(n, dtype=np.float64), q, method=method))]
+    from numpy.lib._function_base_impl import _get_indexes, _QuantileMethods
+
+    vi = np.asanyarray(_QuantileMethods[method]["get_virtual_index"](n, np.asarray(q)))
+    prev, nxt = _get_indexes(np.zeros(n), vi, n)  # -1: past the last rank
+    return sorted({int(prev) % n, int(nxt) % n})
+
+
 def zero_order_model(name, x, q=None, method="linear"):
     """mmarray's documented answer for a 1-d float ``x`` without NaNs: numpy's own answer
     for ``x`` with every zero given the sign of the zero(s) that the total order puts at
@@ -221,9 +234,7 @@ def zero_order_model(name, x, q=None, method="linear"):
     if name.endswith("median"):
         ranks = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
     else:
-        g = float(np.quantile(np.arange(n, dtype=np.float64), q, method=method))
-        lo = int(np.floor(g))
-        ranks = [lo] if method in DISCRETE else [lo, min(lo + 1, n - 1)]
+        ranks = numpys_ranks(n, q, method)
     read = s[ranks]
     zeros = np.signbit(read[read == 0])
     sign = -1.0 if zeros.size and zeros.all() else 1.0
