@@ -1,10 +1,12 @@
-/* The SIMD parts of the 16-bit window (window.c), behind small helpers that take the
- * longest stretch of a contiguous run they handle and move the caller's index past it;
- * the caller finishes the run element by element.  Without SSE2 they do nothing. */
+/* The SIMD parts of the 16-bit window (window.c) and of the 32/64-bit window pass
+ * (window64.c), behind small helpers that take the longest stretch of a contiguous run
+ * they handle and move the caller's index past it; the caller finishes the run element
+ * by element.  Without SSE2 (16-bit) or AVX2 at run time (32/64-bit) they do nothing. */
 #ifndef MM_SELECT_SIMD_H
 #define MM_SELECT_SIMD_H
 
 #include "select.h"
+#include "window64.h"
 
 #include <string.h>
 
@@ -111,6 +113,156 @@ mm_keysum_simd(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint64_t *
                npy_intp *ip)
 {
     (void)p, (void)cnt, (void)st, (void)kx, (void)sum, (void)ip;
+}
+
+#endif
+
+/* ---- the 32/64-bit window pass (window64.c): AVX2, chosen at run time --------------- */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define MM_AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
+
+/* The signed key of four 64-bit values (its order is the key's, and key = skey ^ sign):
+ * kind 0 unsigned, 1 signed, 2 float (NaN: the largest). */
+MM_AVX2_INLINE __m256i
+mm_skey64(__m256i v, int kind)
+{
+    const __m256i sign = _mm256_set1_epi64x(INT64_MIN), absm = _mm256_set1_epi64x(INT64_MAX);
+    __m256i k = v;
+    if (kind == 0)
+        k = _mm256_xor_si256(v, sign);
+    else if (kind == 2) {
+        __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+        __m256i a = _mm256_and_si256(v, absm);
+        __m256i nan = _mm256_cmpgt_epi64(a, _mm256_set1_epi64x(0x7FF0000000000000LL));
+        k = _mm256_blendv_epi8(_mm256_xor_si256(v, _mm256_and_si256(neg, absm)), absm, nan);
+    }
+    return k;
+}
+
+/* The same for eight 32-bit values. */
+MM_AVX2_INLINE __m256i
+mm_skey32(__m256i v, int kind)
+{
+    const __m256i sign = _mm256_set1_epi32(INT32_MIN), absm = _mm256_set1_epi32(INT32_MAX);
+    __m256i k = v;
+    if (kind == 0)
+        k = _mm256_xor_si256(v, sign);
+    else if (kind == 2) {
+        __m256i neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), v);
+        __m256i a = _mm256_and_si256(v, absm);
+        __m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
+        k = _mm256_blendv_epi8(_mm256_xor_si256(v, _mm256_and_si256(neg, absm)), absm, nan);
+    }
+    return k;
+}
+
+/* The lanes' counts into thread t's, and their largest signed key (W bits) into its max. */
+MM_AVX2_INLINE void
+mm_w64_avx2_reduce(const __m256i *acc, __m256i mx, int W, int nw, mm_wthread *t)
+{
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    for (int j = 0; j < nw; j++) {
+        int64_t l64[4];
+        int32_t l32[8];
+        _mm256_storeu_si256((__m256i *)(void *)l64, acc[j]);
+        _mm256_storeu_si256((__m256i *)(void *)l32, acc[j]);
+        for (int l = 0; l < 256 / W; l++)
+            t->below[j] += W == 64 ? (uint64_t)l64[l] : (uint64_t)(uint32_t)l32[l];
+    }
+    for (int l = 0; l < 256 / W; l++) {
+        uint64_t k = 0;
+        memcpy(&k, (const char *)&mx + l * (W / 8), (size_t)(W / 8));
+        k ^= sb;
+        t->max = k > t->max ? k : t->max;
+    }
+}
+
+/* The window pass over values [*ip, cnt) of a contiguous run of W-bit values (W = 32 or
+ * 64: 256 / W a vector) with nw windows (a literal 1 lets the compiler drop that loop):
+ * per window the keys below it counted in vector lanes and those inside staged; the
+ * largest key kept.  A run is at most a chunk, so 32-bit lane counters do not overflow. */
+MM_AVX2_INLINE void
+mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *w, int tid,
+                npy_intp *ip)
+{
+    mm_wthread *t = &w->th[tid];
+    const int L = 256 / W;
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    __m256i vlo[MM_WMAX], vhi[MM_WMAX], acc[MM_WMAX], mx;
+    npy_intp i = *ip;
+    for (int j = 0; j < nw; j++) {
+        uint64_t top = W == 64 ? UINT64_MAX : UINT32_MAX, lo = w->lo[j];
+        uint64_t hi = w->width[j] > top - lo ? top : lo + w->width[j];
+        vlo[j] = W == 64 ? _mm256_set1_epi64x((long long)(lo ^ sb))
+                         : _mm256_set1_epi32((int)(uint32_t)(lo ^ sb));
+        vhi[j] = W == 64 ? _mm256_set1_epi64x((long long)(hi ^ sb))
+                         : _mm256_set1_epi32((int)(uint32_t)(hi ^ sb));
+        acc[j] = _mm256_setzero_si256();
+    }
+    mx = W == 64 ? _mm256_set1_epi64x(INT64_MIN) : _mm256_set1_epi32(INT32_MIN);
+    for (; cnt - i >= L; i += L) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + (W / 8) * i));
+        __m256i k = W == 64 ? mm_skey64(v, kind) : mm_skey32(v, kind);
+        mx = W == 64 ? _mm256_blendv_epi8(mx, k, _mm256_cmpgt_epi64(k, mx))
+                     : _mm256_max_epi32(mx, k);
+        for (int j = 0; j < nw; j++) {
+            __m256i b = W == 64 ? _mm256_cmpgt_epi64(vlo[j], k) : _mm256_cmpgt_epi32(vlo[j], k);
+            __m256i a = W == 64 ? _mm256_cmpgt_epi64(k, vhi[j]) : _mm256_cmpgt_epi32(k, vhi[j]);
+            __m256 out = _mm256_castsi256_ps(_mm256_or_si256(b, a));
+            unsigned in = ~(unsigned)(W == 64 ? _mm256_movemask_pd(_mm256_castps_pd(out))
+                                              : _mm256_movemask_ps(out)) &
+                          ((1u << L) - 1);
+            acc[j] = W == 64 ? _mm256_sub_epi64(acc[j], b) : _mm256_sub_epi32(acc[j], b);
+            while (in != 0) { /* the rare keys inside the window */
+                uint64_t key = 0;
+                memcpy(&key, (const char *)&k + __builtin_ctz(in) * (W / 8), (size_t)(W / 8));
+                mm_wstage(w, t, j, key ^ sb);
+                in &= in - 1;
+            }
+        }
+    }
+    mm_w64_avx2_reduce(acc, mx, W, nw, t);
+    *ip = i;
+}
+
+/* mm_w64_avx2_run with W, kind and (for one window) nw as literals. */
+__attribute__((target("avx2"))) static void
+mm_w64_avx2(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid, npy_intp *ip)
+{
+    int one = w->n_win == 1;
+    for (int k = 0; k < 3; k++) {
+        if (k != kind)
+            continue;
+        if (W == 64 && one)
+            mm_w64_avx2_run(p, cnt, 64, k, 1, w, tid, ip);
+        else if (W == 64)
+            mm_w64_avx2_run(p, cnt, 64, k, w->n_win, w, tid, ip);
+        else if (one)
+            mm_w64_avx2_run(p, cnt, 32, k, 1, w, tid, ip);
+        else
+            mm_w64_avx2_run(p, cnt, 32, k, w->n_win, w, tid, ip);
+    }
+}
+
+/* The window pass (window64.h) over a contiguous run of 32- or 64-bit values of kind
+ * (0 unsigned, 1 signed, 2 float), from *ip on, where the CPU has AVX2. */
+static inline void
+mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,
+                  npy_intp *ip)
+{
+    if (cnt - *ip >= 64 && __builtin_cpu_supports("avx2"))
+        mm_w64_avx2(p, cnt, kind, W, w, tid, ip);
+}
+
+#else /* not x86-64: the scalar loop does every element */
+
+static inline void
+mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,
+                  npy_intp *ip)
+{
+    (void)p, (void)cnt, (void)kind, (void)W, (void)w, (void)tid, (void)ip;
 }
 
 #endif
