@@ -131,6 +131,7 @@ def key_collect(
 def key_values(keys: np.ndarray[Any, Any], dtype: Any, /) -> np.ndarray[Any, Any]: ...
 
 # For the tests only, not part of the API: (sampled, windowed, missed), the long 16-bit
-# lanes since import whose first pass began with a sample, those counted through a
-# window, and those the window missed (tests/test_median.py, tests/test_sigbus.py).
+# lanes and the long 32/64-bit lanes since import whose first pass began with a sample,
+# those counted through a window, and those the window missed (tests/test_median.py,
+# tests/test_window64.py, tests/test_sigbus.py).
 def _test_window_counts() -> tuple[int, int, int]: ...

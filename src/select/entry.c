@@ -245,8 +245,9 @@ static PyMethodDef select_methods[] = {
     {"_test_window_counts", mm_test_window_counts, METH_NOARGS,
      "_test_window_counts()\n--\n\n"
      "For the tests only (not part of the API): (sampled, windowed, missed), the long\n"
-     "16-bit lanes since import whose first pass began with a sample, those then counted\n"
-     "through a window, and those the window missed (which took a second, plain pass)."},
+     "16-bit and 32/64-bit lanes since import whose first pass began with a sample, those\n"
+     "then counted through a window, and those the window missed (which took the plain\n"
+     "passes)."},
     {NULL, NULL, 0, NULL},
 };
 

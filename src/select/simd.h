@@ -228,22 +228,29 @@ mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *
 }
 
 /* mm_w64_avx2_run with W, kind and (for one window) nw as literals. */
-__attribute__((target("avx2"))) static void
+#define MM_W64_RUNS(W, kind)                                                                 \
+    do {                                                                                     \
+        if (w->n_win == 1)                                                                   \
+            mm_w64_avx2_run(p, cnt, W, kind, 1, w, tid, ip);                                 \
+        else                                                                                 \
+            mm_w64_avx2_run(p, cnt, W, kind, w->n_win, w, tid, ip);                          \
+    } while (0)
+
+__attribute__((target("avx2"))) static inline void
 mm_w64_avx2(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid, npy_intp *ip)
 {
-    int one = w->n_win == 1;
-    for (int k = 0; k < 3; k++) {
-        if (k != kind)
-            continue;
-        if (W == 64 && one)
-            mm_w64_avx2_run(p, cnt, 64, k, 1, w, tid, ip);
-        else if (W == 64)
-            mm_w64_avx2_run(p, cnt, 64, k, w->n_win, w, tid, ip);
-        else if (one)
-            mm_w64_avx2_run(p, cnt, 32, k, 1, w, tid, ip);
-        else
-            mm_w64_avx2_run(p, cnt, 32, k, w->n_win, w, tid, ip);
-    }
+    if (W == 64 && kind == 0)
+        MM_W64_RUNS(64, 0);
+    else if (W == 64 && kind == 1)
+        MM_W64_RUNS(64, 1);
+    else if (W == 64)
+        MM_W64_RUNS(64, 2);
+    else if (kind == 0)
+        MM_W64_RUNS(32, 0);
+    else if (kind == 1)
+        MM_W64_RUNS(32, 1);
+    else
+        MM_W64_RUNS(32, 2);
 }
 
 /* The window pass (window64.h) over a contiguous run of 32- or 64-bit values of kind
