@@ -124,7 +124,9 @@ mm_keysum_simd(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint64_t *
 #define MM_AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
 
 /* The signed key of four 64-bit values (its order is the key's, and key = skey ^ sign):
- * kind 0 unsigned, 1 signed, 2 float (NaN: the largest). */
+ * kind 0 unsigned, 1 signed, 2 float (NaN: the largest).  Floats pick by the sign bit
+ * and find NaN by an unordered compare, so no 64-bit integer compare (one port) is
+ * spent on the key. */
 MM_AVX2_INLINE __m256i
 mm_skey64(__m256i v, int kind)
 {
@@ -133,10 +135,9 @@ mm_skey64(__m256i v, int kind)
     if (kind == 0)
         k = _mm256_xor_si256(v, sign);
     else if (kind == 2) {
-        __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
-        __m256i a = _mm256_and_si256(v, absm);
-        __m256i nan = _mm256_cmpgt_epi64(a, _mm256_set1_epi64x(0x7FF0000000000000LL));
-        k = _mm256_blendv_epi8(_mm256_xor_si256(v, _mm256_and_si256(neg, absm)), absm, nan);
+        __m256d d = _mm256_castsi256_pd(v), nan = _mm256_cmp_pd(d, d, _CMP_UNORD_Q);
+        __m256d f = _mm256_blendv_pd(d, _mm256_castsi256_pd(_mm256_xor_si256(v, absm)), d);
+        k = _mm256_castpd_si256(_mm256_blendv_pd(f, _mm256_castsi256_pd(absm), nan));
     }
     return k;
 }
@@ -150,10 +151,9 @@ mm_skey32(__m256i v, int kind)
     if (kind == 0)
         k = _mm256_xor_si256(v, sign);
     else if (kind == 2) {
-        __m256i neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), v);
-        __m256i a = _mm256_and_si256(v, absm);
-        __m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
-        k = _mm256_blendv_epi8(_mm256_xor_si256(v, _mm256_and_si256(neg, absm)), absm, nan);
+        __m256 d = _mm256_castsi256_ps(v), nan = _mm256_cmp_ps(d, d, _CMP_UNORD_Q);
+        __m256 f = _mm256_blendv_ps(d, _mm256_castsi256_ps(_mm256_xor_si256(v, absm)), d);
+        k = _mm256_castps_si256(_mm256_blendv_ps(f, _mm256_castsi256_ps(absm), nan));
     }
     return k;
 }
@@ -179,10 +179,35 @@ mm_w64_avx2_reduce(const __m256i *acc, __m256i mx, int W, int nw, mm_wthread *t)
     }
 }
 
+/* The keys inside some window among the lanes of k (one bit a lane), staged: lane l is
+ * inside window j when its lo[j] <= k <= hi[j]; nw windows. */
+MM_AVX2_INLINE void
+mm_w64_avx2_inside(__m256i k, unsigned in, int W, int nw, const __m256i *vlo,
+                   const __m256i *vhi, mm_wpass *w, mm_wthread *t)
+{
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    unsigned char lanes[32];
+    _mm256_storeu_si256((__m256i *)(void *)lanes, k);
+    while (in != 0) { /* the rare keys inside a window */
+        int l = __builtin_ctz(in);
+        uint64_t key = 0;
+        memcpy(&key, lanes + l * (W / 8), (size_t)(W / 8));
+        key ^= sb;
+        for (int j = 0; j < nw; j++) /* windows are disjoint: one holds it */
+            if (key - w->lo[j] <= w->width[j])
+                mm_wstage(w, t, j, key);
+        in &= in - 1;
+    }
+    (void)vlo, (void)vhi;
+}
+
 /* The window pass over values [*ip, cnt) of a contiguous run of W-bit values (W = 32 or
- * 64: 256 / W a vector) with nw windows (a literal 1 lets the compiler drop that loop):
- * per window the keys below it counted in vector lanes and those inside staged; the
- * largest key kept.  A run is at most a chunk, so 32-bit lane counters do not overflow. */
+ * 64: 256 / W a vector) with nw windows (a literal 1 lets the compiler drop that loop).
+ * Per window the keys below it are counted in vector lanes (acc); a lane is inside some
+ * window when the windows above it (lo > k) and below it (hi < k) do not add up to nw,
+ * and only such rare vectors leave the loop's straight line.  The largest key is kept,
+ * updated only when a lane exceeds it (no chain through every vector).  A run is at most
+ * a chunk, so 32-bit lane counters do not overflow. */
 MM_AVX2_INLINE void
 mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *w, int tid,
                 npy_intp *ip)
@@ -190,7 +215,7 @@ mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *
     mm_wthread *t = &w->th[tid];
     const int L = 256 / W;
     const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
-    __m256i vlo[MM_WMAX], vhi[MM_WMAX], acc[MM_WMAX], mx;
+    __m256i vlo[MM_WMAX], vhi[MM_WMAX], acc[MM_WMAX], mx, vnw;
     npy_intp i = *ip;
     for (int j = 0; j < nw; j++) {
         uint64_t top = W == 64 ? UINT64_MAX : UINT32_MAX, lo = w->lo[j];
@@ -202,26 +227,29 @@ mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *
         acc[j] = _mm256_setzero_si256();
     }
     mx = W == 64 ? _mm256_set1_epi64x(INT64_MIN) : _mm256_set1_epi32(INT32_MIN);
+    vnw = W == 64 ? _mm256_set1_epi64x(-nw) : _mm256_set1_epi32(-nw);
     for (; cnt - i >= L; i += L) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + (W / 8) * i));
         __m256i k = W == 64 ? mm_skey64(v, kind) : mm_skey32(v, kind);
-        mx = W == 64 ? _mm256_blendv_epi8(mx, k, _mm256_cmpgt_epi64(k, mx))
-                     : _mm256_max_epi32(mx, k);
+        __m256i up = W == 64 ? _mm256_cmpgt_epi64(k, mx) : _mm256_cmpgt_epi32(k, mx);
+        __m256i out = _mm256_setzero_si256();
+        unsigned in;
+        if (!_mm256_testz_si256(up, up))
+            mx = W == 64 ? _mm256_blendv_epi8(mx, k, up) : _mm256_max_epi32(mx, k);
         for (int j = 0; j < nw; j++) {
             __m256i b = W == 64 ? _mm256_cmpgt_epi64(vlo[j], k) : _mm256_cmpgt_epi32(vlo[j], k);
             __m256i a = W == 64 ? _mm256_cmpgt_epi64(k, vhi[j]) : _mm256_cmpgt_epi32(k, vhi[j]);
-            __m256 out = _mm256_castsi256_ps(_mm256_or_si256(b, a));
-            unsigned in = ~(unsigned)(W == 64 ? _mm256_movemask_pd(_mm256_castps_pd(out))
-                                              : _mm256_movemask_ps(out)) &
-                          ((1u << L) - 1);
             acc[j] = W == 64 ? _mm256_sub_epi64(acc[j], b) : _mm256_sub_epi32(acc[j], b);
-            while (in != 0) { /* the rare keys inside the window */
-                uint64_t key = 0;
-                memcpy(&key, (const char *)&k + __builtin_ctz(in) * (W / 8), (size_t)(W / 8));
-                mm_wstage(w, t, j, key ^ sb);
-                in &= in - 1;
-            }
+            out = W == 64 ? _mm256_add_epi64(out, _mm256_add_epi64(a, b))
+                          : _mm256_add_epi32(out, _mm256_add_epi32(a, b));
         }
+        /* a lane outside every window has out == -nw */
+        out = W == 64 ? _mm256_cmpeq_epi64(out, vnw) : _mm256_cmpeq_epi32(out, vnw);
+        in = ~(unsigned)(W == 64 ? _mm256_movemask_pd(_mm256_castsi256_pd(out))
+                                 : _mm256_movemask_ps(_mm256_castsi256_ps(out))) &
+             ((1u << L) - 1);
+        if (in != 0)
+            mm_w64_avx2_inside(k, in, W, nw, vlo, vhi, w, t);
     }
     mm_w64_avx2_reduce(acc, mx, W, nw, t);
     *ip = i;
