@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_median import check
 
 import mmarray
 from mmarray import _core
-
-from test_median import check
 
 CHUNK = 1 << 20
 N = 16 * CHUNK + 12_345  # 16 full chunks and a partial one: every chunk's start sampled

@@ -173,7 +173,7 @@ mm_w64_avx2_reduce(const __m256i *acc, __m256i mx, int W, int nw, mm_wthread *t)
     }
     for (int l = 0; l < 256 / W; l++) {
         uint64_t k = 0;
-        memcpy(&k, (const char *)&mx + l * (W / 8), (size_t)(W / 8));
+        memcpy(&k, (const char *)&mx + (ptrdiff_t)l * (W / 8), (size_t)(W / 8));
         k ^= sb;
         t->max = k > t->max ? k : t->max;
     }
@@ -191,7 +191,7 @@ mm_w64_avx2_inside(__m256i k, unsigned in, int W, int nw, const __m256i *vlo,
     while (in != 0) { /* the rare keys inside a window */
         int l = __builtin_ctz(in);
         uint64_t key = 0;
-        memcpy(&key, lanes + l * (W / 8), (size_t)(W / 8));
+        memcpy(&key, lanes + (ptrdiff_t)l * (W / 8), (size_t)(W / 8));
         key ^= sb;
         for (int j = 0; j < nw; j++) /* windows are disjoint: one holds it */
             if (key - w->lo[j] <= w->width[j])

@@ -24,6 +24,7 @@
 #define MM_W64_BLOCKS 32                  /* sampled blocks, at most */
 #define MM_W64_BLOCK ((npy_intp)1 << 16)  /* values per sampled block */
 #define MM_W64_EVERY 8                    /* the blocks' means: every 8th of their keys */
+#define MM_W64_MEANT 8192 /* keys in a block's mean: MM_W64_BLOCK / MM_W64_EVERY */
 #define MM_W64_MAX_FRAC (1.0 / 8)         /* windows expected to hold more: no window */
 #define MM_W64_GATHER ((npy_intp)1 << 24) /* keys the buffers hold in all (128 MiB) */
 
@@ -76,7 +77,7 @@ task_sample(mm_job *job, int tid, npy_intp b)
     mm_for_runs(s, s->lane, i0, i0 + MM_W64_BLOCK, run_load, &a);
     for (npy_intp i = 0; i < MM_W64_BLOCK; i += MM_W64_EVERY)
         sum += (double)keys[i];
-    mean = sum / (double)(MM_W64_BLOCK / MM_W64_EVERY);
+    mean = sum / (double)MM_W64_MEANT;
     for (npy_intp i = 0; i < MM_W64_BLOCK; i += MM_W64_EVERY)
         m2 += ((double)keys[i] - mean) * ((double)keys[i] - mean);
     g->bmean[b] = mean;
@@ -89,7 +90,7 @@ task_sample(mm_job *job, int tid, npy_intp b)
 static int
 sample_stationary(const struct mm_w64 *g)
 {
-    double mean = 0.0, var = 0.0, nb = (double)(MM_W64_BLOCK / MM_W64_EVERY);
+    double mean = 0.0, var = 0.0, nb = (double)MM_W64_MEANT;
     int agree = 1;
     for (npy_intp b = 0; b < g->n_blocks; b++)
         mean += g->bmean[b];
