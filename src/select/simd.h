@@ -255,6 +255,105 @@ mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *
     *ip = i;
 }
 
+/* An ordered compare of W-bit floats as bit patterns: lanes of a below b (below = 1), or
+ * lanes of a not at or below b, NaN included (below = 0); all ones where true. */
+MM_AVX2_INLINE __m256i
+mm_fcmp(__m256i a, __m256i b, int W, int below)
+{
+    __m256i r;
+    if (W == 64)
+        r = _mm256_castpd_si256(below ? _mm256_cmp_pd(_mm256_castsi256_pd(a),
+                                                      _mm256_castsi256_pd(b), _CMP_LT_OQ)
+                                      : _mm256_cmp_pd(_mm256_castsi256_pd(a),
+                                                      _mm256_castsi256_pd(b), _CMP_NLE_UQ));
+    else
+        r = _mm256_castps_si256(below ? _mm256_cmp_ps(_mm256_castsi256_ps(a),
+                                                      _mm256_castsi256_ps(b), _CMP_LT_OQ)
+                                      : _mm256_cmp_ps(_mm256_castsi256_ps(a),
+                                                      _mm256_castsi256_ps(b), _CMP_NLE_UQ));
+    return r;
+}
+
+/* A new largest key among the lanes of k (signed keys) into *mx, and as a float bound
+ * *mxf: a later value is looked at only if it is not below *mxf (or is NaN). */
+MM_AVX2_INLINE void
+mm_w64_avx2_fmax(__m256i k, int W, __m256i *mx, __m256i *mxf)
+{
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    unsigned char lanes[32];
+    uint64_t best = 0, bits;
+    _mm256_storeu_si256((__m256i *)(void *)lanes, k);
+    memcpy(&best, (const char *)mx, (size_t)(W / 8)); /* lane 0 holds the broadcast max */
+    best ^= sb;
+    for (int l = 0; l < 256 / W; l++) {
+        uint64_t key = 0;
+        memcpy(&key, lanes + (ptrdiff_t)l * (W / 8), (size_t)(W / 8));
+        key ^= sb;
+        best = key > best ? key : best;
+    }
+    bits = best ^ sb; /* the signed key; as a float's bits: */
+    *mx = W == 64 ? _mm256_set1_epi64x((long long)bits) : _mm256_set1_epi32((int)(uint32_t)bits);
+    if (best == (W == 64 ? UINT64_MAX : UINT32_MAX)) /* a NaN: only NaN and inf look again */
+        bits = W == 64 ? 0x7FF0000000000000u : 0x7F800000u;
+    else if (best & sb) /* a positive float: its bits are its key's less the sign bit */
+        bits = best ^ sb;
+    else
+        bits = ~best & (W == 64 ? UINT64_MAX : UINT32_MAX);
+    *mxf = W == 64 ? _mm256_set1_epi64x((long long)bits) : _mm256_set1_epi32((int)(uint32_t)bits);
+}
+
+/* mm_w64_avx2_run for floats whose windows' ends are ordinary floats (w->fp_ok): the
+ * values are compared as floats, which spares the key transform and uses two ports;
+ * the rare lanes inside a window and new maxima go by their keys, exactly. */
+MM_AVX2_INLINE void
+mm_w64_avx2_frun(const char *p, npy_intp cnt, int W, int nw, mm_wpass *w, int tid,
+                 npy_intp *ip)
+{
+    mm_wthread *t = &w->th[tid];
+    const int L = 256 / W;
+    __m256i vlo[MM_WMAX], vhi[MM_WMAX], acc[MM_WMAX], mx, mxf, vnw;
+    npy_intp i = *ip;
+    for (int j = 0; j < nw; j++) {
+        vlo[j] = W == 64 ? _mm256_set1_epi64x((long long)w->flo[j])
+                         : _mm256_set1_epi32((int)(uint32_t)w->flo[j]);
+        vhi[j] = W == 64 ? _mm256_set1_epi64x((long long)w->fhi[j])
+                         : _mm256_set1_epi32((int)(uint32_t)w->fhi[j]);
+        acc[j] = _mm256_setzero_si256();
+    }
+    mx = W == 64 ? _mm256_set1_epi64x(INT64_MIN) : _mm256_set1_epi32(INT32_MIN);
+    mxf = W == 64 ? _mm256_set1_epi64x((long long)0xFFF0000000000000u)
+                  : _mm256_set1_epi32((int)0xFF800000u); /* -inf: the first vector looks */
+    vnw = W == 64 ? _mm256_set1_epi64x(-nw) : _mm256_set1_epi32(-nw);
+    for (; cnt - i >= L; i += L) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + (W / 8) * i));
+        __m256i out = _mm256_setzero_si256(), vge; /* lanes not below mxf, or NaN: */
+        unsigned in;
+        if (W == 64)
+            vge = _mm256_castpd_si256(_mm256_cmp_pd(_mm256_castsi256_pd(v),
+                                                    _mm256_castsi256_pd(mxf), _CMP_NLT_UQ));
+        else
+            vge = _mm256_castps_si256(_mm256_cmp_ps(_mm256_castsi256_ps(v),
+                                                    _mm256_castsi256_ps(mxf), _CMP_NLT_UQ));
+        if (!_mm256_testz_si256(vge, vge))
+            mm_w64_avx2_fmax(W == 64 ? mm_skey64(v, 2) : mm_skey32(v, 2), W, &mx, &mxf);
+        for (int j = 0; j < nw; j++) {
+            __m256i b = mm_fcmp(v, vlo[j], W, 1), a = mm_fcmp(v, vhi[j], W, 0);
+            acc[j] = W == 64 ? _mm256_sub_epi64(acc[j], b) : _mm256_sub_epi32(acc[j], b);
+            out = W == 64 ? _mm256_add_epi64(out, _mm256_add_epi64(a, b))
+                          : _mm256_add_epi32(out, _mm256_add_epi32(a, b));
+        }
+        out = W == 64 ? _mm256_cmpeq_epi64(out, vnw) : _mm256_cmpeq_epi32(out, vnw);
+        in = ~(unsigned)(W == 64 ? _mm256_movemask_pd(_mm256_castsi256_pd(out))
+                                 : _mm256_movemask_ps(_mm256_castsi256_ps(out))) &
+             ((1u << L) - 1);
+        if (in != 0)
+            mm_w64_avx2_inside(W == 64 ? mm_skey64(v, 2) : mm_skey32(v, 2), in, W, nw, vlo, vhi,
+                               w, t);
+    }
+    mm_w64_avx2_reduce(acc, mx, W, nw, t);
+    *ip = i;
+}
+
 /* mm_w64_avx2_run with W, kind and (for one window) nw as literals. */
 #define MM_W64_RUNS(W, kind)                                                                 \
     do {                                                                                     \
@@ -271,12 +370,20 @@ mm_w64_avx2(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid, 
         MM_W64_RUNS(64, 0);
     else if (W == 64 && kind == 1)
         MM_W64_RUNS(64, 1);
+    else if (W == 64 && w->fp_ok && w->n_win == 1)
+        mm_w64_avx2_frun(p, cnt, 64, 1, w, tid, ip);
+    else if (W == 64 && w->fp_ok)
+        mm_w64_avx2_frun(p, cnt, 64, w->n_win, w, tid, ip);
     else if (W == 64)
         MM_W64_RUNS(64, 2);
     else if (kind == 0)
         MM_W64_RUNS(32, 0);
     else if (kind == 1)
         MM_W64_RUNS(32, 1);
+    else if (w->fp_ok && w->n_win == 1)
+        mm_w64_avx2_frun(p, cnt, 32, 1, w, tid, ip);
+    else if (w->fp_ok)
+        mm_w64_avx2_frun(p, cnt, 32, w->n_win, w, tid, ip);
     else
         MM_W64_RUNS(32, 2);
 }

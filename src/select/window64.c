@@ -359,6 +359,36 @@ w64_free(struct mm_w64 *g)
     g->arena = NULL;
 }
 
+/* The float whose key is k, as its bits (W bits), and whether it is an ordinary end for
+ * a float compare: not +-0 and not NaN (key 0 lies below every float: -inf). */
+static int
+float_end(const mm_sel *s, uint64_t k, uint64_t *bits)
+{
+    unsigned char v[8] = {0};
+    uint64_t mag;
+    int W = s->type->key_bits;
+    s->type->store((char *)v, k);
+    memcpy(bits, v, 8);
+    mag = *bits & (W == 64 ? INT64_MAX : INT32_MAX);
+    if (k == 0)
+        *bits = W == 64 ? 0xFFF0000000000000u : 0xFF800000u;
+    return k == 0 || (mag != 0 && mag <= (W == 64 ? 0x7FF0000000000000u : 0x7F800000u));
+}
+
+/* For floats: the windows' ends as floats, where every end is an ordinary float. */
+static void
+float_ends(const mm_sel *s, struct mm_w64 *g)
+{
+    mm_wpass *w = &g->w;
+    uint64_t top = s->type->key_bits == 64 ? UINT64_MAX : UINT32_MAX;
+    w->fp_ok = g->kind == 2;
+    for (int j = 0; j < w->n_win && w->fp_ok; j++) {
+        uint64_t hi = w->width[j] > top - w->lo[j] ? top : w->lo[j] + w->width[j];
+        w->fp_ok = hi != top && float_end(s, w->lo[j], &w->flo[j]) &&
+                   float_end(s, hi, &w->fhi[j]);
+    }
+}
+
 /* One buffer for every window's keys.  Returns 0, or -1 with MemoryError set. */
 static int
 w64_buffers(struct mm_w64 *g)
@@ -390,6 +420,7 @@ w64_pass(mm_sel *s, struct mm_w64 *g, npy_intp n_chunks, double pb, double ps)
 {
     int rc = -1;
     npy_intp gathered = 0;
+    float_ends(s, g);
     if (w64_buffers(g) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
         goto done;
     rc = pass_check(s, g);

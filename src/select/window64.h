@@ -29,6 +29,10 @@ struct mm_wpass {
     long long cap[MM_WMAX];
     atomic_llong fill[MM_WMAX];           /* keys offered to buf[j] (more than cap: lost) */
     mm_wthread *th;                       /* per thread */
+    /* floats whose windows' ends are ordinary floats (not +-0, not NaN, no window up to
+     * the NaN key): the ends as floats' bits, compared as floats (simd.h) */
+    int fp_ok;
+    uint64_t flo[MM_WMAX], fhi[MM_WMAX];
 };
 
 /* Moves thread t's staged keys of window j into the window's buffer, as far as it has
