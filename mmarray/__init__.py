@@ -6,9 +6,11 @@ once: no parsing, no copy, pages loaded on first touch.
 
 from . import _core, _picture
 from ._api import anonymous, create, open
-from ._cache import advise, evict, prefetch
+from ._cache import EvictionWarning, advise, evict, prefetch
 from ._core import PAGESIZE, Region
+from ._flush import flush
 from ._grow import grow
+from ._joblib import install as _install_joblib
 from ._lock import lock
 from ._memmap import memmap
 from ._named import named, unlink
@@ -34,6 +36,7 @@ __all__ = [
     "ArrayRef",
     "PAGESIZE",
     "DiskUsage",
+    "EvictionWarning",
     "Region",
     "UnavailableArray",
     "Residency",
@@ -44,6 +47,7 @@ __all__ = [
     "disk_usage",
     "evict",
     "extents",
+    "flush",
     "grow",
     "lock",
     "map_chunks",
@@ -66,4 +70,5 @@ __all__ = [
 ]
 
 _install_reducer()  # arrays sent through multiprocessing travel by reference
+_install_joblib()  # ... and through loky and joblib.Parallel, once they are imported
 _core._set_repr_html(_picture.region_html)  # Region._repr_html_ draws the resident pages

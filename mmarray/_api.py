@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import errno
-import itertools
 import operator
 import os
+import secrets
 import stat
 import sys
 from typing import Any
@@ -18,6 +18,7 @@ from ._cache import advise, prefetch
 from ._core import Region
 from ._core import ndarray as _ndarray
 from ._extent import contiguous_nbytes
+from ._grow import NoGrowDuring
 from ._shape import checked_dtype, expand_subarray, order_is_fortran, shape_tuple
 
 __all__ = ["open", "create", "anonymous"]
@@ -25,7 +26,7 @@ __all__ = ["open", "create", "anonymous"]
 _OPEN_MODES = {"r": ("r", True), "r+": ("w", True), "c": ("c", False)}
 _ALLOCATE = ("sparse", "reserve")
 _pyopen = open
-_tmp_serial = itertools.count()
+_NEW_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def open(  # noqa: A001 - the public name is mmarray.open
@@ -34,7 +35,7 @@ def open(  # noqa: A001 - the public name is mmarray.open
     *,
     dtype: DTypeLike | None = None,
     shape: int | tuple[int, ...] | None = None,
-    offset: int = 0,
+    offset: int | None = None,
     order: str = "C",
     advice: str | None = None,
     populate: bool = False,
@@ -54,12 +55,19 @@ def open(  # noqa: A001 - the public name is mmarray.open
         copy-on-write: writes stay in this process's memory.
     dtype : data-type, optional
         Element type of a raw file. Giving it makes any file raw: a ``.npy``
-        file is then mapped from byte ``offset``, header included (its raw bytes).
+        file is then mapped from byte ``offset``, which must be given (the
+        header's own bytes are data from ``offset=0``; the header's data offset
+        skips them). Without ``offset=``, a file named ``*.npy`` that starts
+        with the ``.npy`` magic string is refused with a ``ValueError`` that
+        names the header's dtype and its data offset, since reading its header
+        as data is a mistake more often than not (``np.memmap`` does it
+        silently). Other names are not looked into: opening reads nothing.
     shape : int or tuple of ints, optional
         Shape of a raw file's array; by default as many elements as fit after
         ``offset``. For ``.npy`` files it may be given only if it equals the header's.
-    offset : int
-        Byte offset of a raw file's data (any value, not only page multiples).
+    offset : int, optional
+        Byte offset of a raw file's data (any value, not only page multiples);
+        0 if not given. Not allowed for ``.npy`` files opened without ``dtype``.
     order : {'C', 'F'}
         Memory order of a raw file's data.
     advice : str, optional
@@ -100,11 +108,11 @@ def open(  # noqa: A001 - the public name is mmarray.open
         raise ValueError(f"mode must be 'r', 'r+' or 'c', not {mode!r}") from None
     fortran = order_is_fortran(order)
     dt = None if dtype is None else checked_dtype(dtype)
-    offset = operator.index(offset)
-    if offset < 0:
-        raise ValueError(f"offset must be non-negative, got {offset}")
+    start = 0 if offset is None else operator.index(offset)
+    if start < 0:
+        raise ValueError(f"offset must be non-negative, got {start}")
     shp = None if shape is None else shape_tuple(shape)
-    return _open_mapped(path, access, shared, dt, shp, offset, fortran)
+    return _open_mapped(path, access, shared, dt, shp, start, fortran, offset is not None)
 
 
 def _open_mapped(
@@ -115,9 +123,11 @@ def _open_mapped(
     shp: tuple[int, ...] | None,
     offset: int,
     fortran: bool,
+    explicit: bool = True,
 ) -> np.ndarray[Any, Any]:
     """Map the file (a .npy file whole, ``dt`` None; a raw one from ``offset``) and
-    build its array; the region is closed again if that fails."""
+    build its array; the region is closed again if that fails. A raw open of a .npy
+    file is refused unless the offset was ``explicit``."""
     start = 0 if dt is None else offset  # a .npy file is mapped whole
     if access == "r":
         reg = Region.open(path, 0, start)
@@ -125,7 +135,16 @@ def _open_mapped(
         reg = Region.open(path, 0, start, access=access, shared=shared)
     try:
         if dt is None:
-            return _open_npy(reg, shp, offset)
+            # under grow's lock, shared: the header and the size are those of one moment
+            fd = reg.dup()
+            try:
+                with NoGrowDuring(fd, reg.name):
+                    reg = _mapped_to_the_end(reg, fd, access, shared)
+                    return _open_npy(reg, shp, offset)
+            finally:
+                os.close(fd)
+        if not explicit and os.fsdecode(os.fspath(path)).endswith(".npy"):
+            _refuse_npy_as_raw(reg, dt)  # reads the first page: only where the name says
         avail = reg.size
         if shp is None:
             if dt.itemsize == 0:
@@ -153,6 +172,36 @@ def _open_mapped(
     except BaseException:
         reg.close()
         raise
+
+
+def _mapped_to_the_end(reg: Region, fd: int, access: str, shared: bool) -> Region:
+    """``reg`` (a whole file's mapping), or, when a grow changed the file's size since it
+    was mapped, a new mapping of the whole file as it is now (``reg`` closed)."""
+    if os.fstat(fd).st_size == reg.size:
+        return reg
+    new = Region(fd, 0, 0, access=access, shared=shared, name=reg.name)
+    reg.close()
+    return new
+
+
+def _refuse_npy_as_raw(reg: Region, dt: np.dtype[Any]) -> None:
+    """Raise ValueError if the file mapped from byte 0 by ``reg`` is a .npy file: given
+    ``dtype=`` without ``offset=``, its header would be read as data."""
+    with memoryview(reg) as buf:
+        if len(buf) < 6 or not _npy.is_npy(buf[:6].tobytes()):
+            return
+        try:
+            span = _npy.header_span(buf, reg.name)
+            shp, _, hdt = _npy.parse_header(buf[:span].tobytes())
+            header = f"its header says shape {shp} of {hdt}, data at byte {span}"
+            skip = f"offset={span}"
+        except ValueError:
+            header, skip = "its header cannot be read", "offset= past the header"
+    raise ValueError(
+        f"{reg.name}: a .npy file ({header}); with dtype={dt} and no offset= its header "
+        f"would be read as data: pass {skip} to skip the header (offset=0 to read it "
+        "too), or leave dtype= out to use the header"
+    )
 
 
 def _pages_at_open(
@@ -233,8 +282,12 @@ def create(
         Replace an existing file. The new file is prepared beside it and
         renamed over it only once it is complete, so a failure leaves the old
         file intact. It keeps the old file's permission bits (as ``open(path,
-        'w')`` would); a new file gets ``0o666`` less the umask. Only a regular
-        file is replaced (a device, FIFO or directory raises an error).
+        'w')`` would), and its owner and group where the process may (root may;
+        where the group cannot be kept, the group bits are dropped); these hold
+        from its first byte: the file beside it is created ``0o600`` with a random
+        name and is removed on any failure. A new file gets ``0o666`` less the
+        umask. Only a regular file is replaced (a device, FIFO or directory raises
+        an error).
     order : {'C', 'F'}
 
     Returns
@@ -261,13 +314,13 @@ def create(
     if total > sys.maxsize:
         raise ValueError(f"shape {shp} of {dt} needs {total} bytes: too big for a file")
     target = path
-    perms = None  # a new file: 0o666 reduced by the umask, as open() makes it
     if exist_ok:
-        path, perms = _replacement(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd, path = _open_replacement(target)
+    else:
+        fd = _open_new(target)
     ok = False
     try:
-        _prepare_file(fd, perms, header, total, allocate, target)
+        _prepare_file(fd, header, total, allocate, target)
         reg = Region(fd, total, 0, access="w", name=os.fspath(target))
         arr = _ndarray(reg, dt, shp, len(header), fortran)
         if fill is not None:
@@ -278,17 +331,13 @@ def create(
     finally:
         os.close(fd)
         if not ok:
-            os.unlink(path)
+            _remove_quietly(path)
     return arr
 
 
-def _prepare_file(
-    fd: int, perms: int | None, header: bytes, total: int, allocate: str, target: Any
-) -> None:
-    """Give a new file its permissions, its header and its size (``total`` bytes,
-    reserved on disk for ``allocate='reserve'``)."""
-    if perms is not None:
-        os.fchmod(fd, perms)  # the replaced file's permissions, exactly
+def _prepare_file(fd: int, header: bytes, total: int, allocate: str, target: Any) -> None:
+    """Give a new file its header and its size (``total`` bytes, reserved on disk for
+    ``allocate='reserve'``)."""
     if header:
         os.pwrite(fd, header, 0)
     try:
@@ -324,30 +373,108 @@ def _check_fill_shape(value: np.ndarray[Any, Any], shape: tuple[int, ...]) -> No
         ) from None
 
 
-def _replacement(target: Any) -> tuple[Any, int | None]:
-    """The temporary path ``create(..., exist_ok=True)`` prepares beside ``target``,
-    and the permission bits it must get: those of the file it replaces (``open(path, 'w')``
-    would keep them; a private file must not become readable by others), or None when
-    there is no such file (then the umask applies)."""
+def _open_new(target: Any) -> int:
+    """Create ``target`` (``O_EXCL``, ``0o666`` less the umask, as ``open()`` makes it)
+    and return its descriptor; an error names the directory it could not be made in."""
+    try:
+        return os.open(target, _NEW_FLAGS, 0o666)
+    except FileExistsError:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{os.strerror(errno.EEXIST)} (pass exist_ok=True to replace it)",
+            os.fsdecode(target),
+        ) from None
+    except OSError as e:
+        raise _in_directory(e, target) from None
+
+
+def _open_replacement(target: Any) -> tuple[int, Any]:
+    """Create the temporary file that ``create(..., exist_ok=True)`` prepares beside
+    ``target`` and renames over it; return its descriptor and path.
+
+    It has its final permissions before its first byte is written: created ``0o600``
+    (``O_EXCL``, a random name, in ``target``'s directory), then given the replaced
+    file's owner and group where the process may (root may; others keep their own
+    uid), then the replaced file's permission bits, as ``open(path, 'w')`` keeps them.
+    Where the group could not be kept, the group bits are dropped (another group must
+    not read a file meant for the old one). A new file gets ``0o666`` less the umask.
+    """
     d, base = os.path.split(target)
     if not base:
         err = errno.ENOENT if not d else errno.EISDIR
         raise OSError(err, os.strerror(err), target)
-    name = f".{os.fsdecode(base)}.{os.getpid()}.{next(_tmp_serial)}.tmp"
-    tmp = os.path.join(d, os.fsencode(name) if isinstance(base, bytes) else name)
     try:
-        st = os.stat(target)
+        st: os.stat_result | None = os.stat(target)
     except (FileNotFoundError, NotADirectoryError):
-        return tmp, None
-    if stat.S_ISDIR(st.st_mode):
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target)
-    if not stat.S_ISREG(st.st_mode):
+    if st is not None and not stat.S_ISREG(st.st_mode):
         # renaming over a device, a FIFO or a socket would remove it (as root, /dev/null)
         raise ValueError(
             f"{os.fsdecode(target)}: exists and is not a regular file; exist_ok=True "
             "replaces regular files only"
         )
-    return tmp, stat.S_IMODE(st.st_mode) & 0o777
+    fd, tmp = _open_temporary(d, base, target, 0o600 if st is not None else 0o666)
+    if st is not None:
+        try:
+            _take_over(fd, st)
+        except BaseException:
+            os.close(fd)
+            _remove_quietly(tmp)
+            raise
+    return fd, tmp
+
+
+def _open_temporary(d: Any, base: Any, target: Any, mode: int) -> tuple[int, Any]:
+    """Create a file of a random, unused name beside ``target`` with ``O_EXCL`` and
+    ``mode`` (less the umask); return its descriptor and path."""
+    stem = b"." + os.fsencode(base)[:200] + b"."  # within NAME_MAX whatever the name
+    for _ in range(100):
+        name = stem + secrets.token_hex(8).encode() + b".tmp"
+        tmp = os.path.join(d, name if isinstance(base, bytes) else os.fsdecode(name))
+        try:
+            return os.open(tmp, _NEW_FLAGS, mode), tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise _in_directory(e, target) from None
+    raise FileExistsError(errno.EEXIST, "no unused temporary name beside it", target)
+
+
+def _take_over(fd: int, st: os.stat_result) -> None:
+    """Give the new (still empty, ``0o600``) file behind ``fd`` the owner, group and
+    permission bits of the file ``st`` describes, as far as the process may."""
+    mode = stat.S_IMODE(st.st_mode) & 0o777
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)  # root: both; others: only their own uid
+    except PermissionError:
+        try:
+            os.fchown(fd, -1, st.st_gid)  # a group the process belongs to
+        except PermissionError:
+            pass
+    if os.fstat(fd).st_gid != st.st_gid:
+        mode &= ~0o070
+    os.fchmod(fd, mode)
+
+
+def _in_directory(e: OSError, target: Any) -> OSError:
+    """The error of creating a file for ``target``, naming the target and its
+    directory (never a temporary name)."""
+    d = os.path.dirname(os.path.abspath(target))
+    return OSError(
+        e.errno,
+        f"{e.strerror}: cannot create a file in the directory {os.fsdecode(d)}",
+        os.fsdecode(target),
+    )
+
+
+def _remove_quietly(path: Any) -> None:
+    """Remove a file this call created, on its way out with another error."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def anonymous(

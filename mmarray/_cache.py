@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,15 @@ from ._core import Region
 from ._extent import page_ranges
 from ._region import open_regular_file, target_region
 
-__all__ = ["ADVICE", "advise", "evict", "prefetch", "resident_map", "stream_mode"]
+__all__ = [
+    "ADVICE",
+    "EvictionWarning",
+    "advise",
+    "evict",
+    "prefetch",
+    "resident_map",
+    "stream_mode",
+]
 
 #: The advice names :func:`advise` accepts.
 ADVICE = ("normal", "sequential", "random", "willneed", "dontneed", "hugepage", "nohugepage")
@@ -40,6 +49,21 @@ _DROP_BEHIND_BYTES: int | None = None
 _READ_AHEAD_MIN = 1 << 30
 _READ_AHEAD = 1  # the kernels' stream modes (bits)
 _DROP_BEHIND = 2
+# File systems whose files live in memory: evict cannot drop their pages.
+_MEMORY_FS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})
+
+
+class EvictionWarning(UserWarning):
+    """:func:`evict` left pages in the page cache.
+
+    ``stayed`` of the ``pages`` pages asked for are still cached; ``reason`` says
+    why, where mmarray can tell (this process still maps the file, a file system
+    in memory, or else another process maps them).
+    """
+
+    def __init__(self, message: str, stayed: int, pages: int, reason: str) -> None:
+        super().__init__(message)
+        self.stayed, self.pages, self.reason = stayed, pages, reason
 
 
 def _refuse_private_writes(reg: Region, what: str) -> None:
@@ -160,13 +184,24 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
     which is what cold-cache measurements need.
 
     Pages that another mapping (in this or another process) still maps stay in
-    the page cache; so do the pages of memory file systems (tmpfs).
+    the page cache; so do the pages of memory file systems (tmpfs). Afterwards
+    the pages are counted (``mincore``): where some stayed, an
+    :class:`EvictionWarning` says how many and why (this process still maps the
+    file elsewhere: an array over it is alive; a file system in memory; or
+    another process maps them). Shared anonymous memory is never counted: it
+    has no file to be re-read from.
 
     Raises
     ------
     ValueError
         A copy-on-write mapping (mode ``'c'``, ``anonymous(shared=False)``):
         dropping its pages would discard its private changes.
+
+    Warns
+    -----
+    EvictionWarning
+        Pages under ``x`` stayed in the page cache; the warning's ``stayed``,
+        ``pages`` and ``reason`` attributes say how many of how many, and why.
 
     Examples
     --------
@@ -182,18 +217,109 @@ def evict(x: np.ndarray[Any, Any] | Region | str | os.PathLike[str]) -> None:
         try:
             os.fdatasync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            name = os.fsdecode(os.fspath(x))
+            _warn_stayed(*_file_resident(fd, name), os.fstat(fd), name, None)
         finally:
             os.close(fd)
         return
     reg = target_region(x, "evict")
     _refuse_private_writes(reg, "evict")
     dontneed = _core.MADVICE["dontneed"]
-    for lo, hi in page_ranges(x, reg):
+    ranges = page_ranges(x, reg)
+    for lo, hi in ranges:
         if reg.access == "w" and reg.shared and reg.fileno() >= 0:
             reg.flush(lo, hi - lo)
         _core.madvise(reg, lo, hi, dontneed)
         _core.writeback(reg, lo, hi)  # dirty pages (from any writer) would stay cached
         _core.fadvise(reg, lo, hi, _core.FADV_DONTNEED)
+    if ranges and not reg.is_anonymous and reg.fileno() >= 0:
+        stayed, pages = _resident(reg, ranges)
+        if stayed:
+            fd = reg.dup()  # the file itself, held while its status is read
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            _warn_stayed(stayed, pages, st, reg.name or "the file", reg)
+
+
+def _resident(reg: Region, ranges: list[tuple[int, int]]) -> tuple[int, int]:
+    """(resident pages, pages) over the byte ranges of reg (``mincore``)."""
+    maps = [np.frombuffer(_core.mincore(reg, lo, hi), dtype=np.uint8) for lo, hi in ranges]
+    return sum(int(m.sum()) for m in maps), sum(m.size for m in maps)
+
+
+def _file_resident(fd: int, name: str) -> tuple[int, int]:
+    """(resident pages, pages) of the whole file open as ``fd``, mapped here for
+    ``mincore`` without touching it."""
+    if os.fstat(fd).st_size == 0:
+        return 0, 0
+    with Region(fd, access="r", name=name) as whole:
+        return _resident(whole, [(0, whole.size)])
+
+
+def _warn_stayed(
+    stayed: int, pages: int, st: os.stat_result, name: str, own: Region | None
+) -> None:
+    """An EvictionWarning about the ``stayed`` of ``pages`` pages of the file ``st``
+    (the status of the descriptor the eviction acted on) that are still cached,
+    with the reason; nothing if none stayed. ``own`` is the Region just evicted,
+    whose mapping is not counted among this process's other mappings of the file."""
+    if stayed == 0:
+        return
+    span = (own.address, own.address + max(own.size, 1)) if own is not None else None
+    mapped = _mappings_here(st.st_dev, st.st_ino, span)
+    fs = _filesystem(st.st_dev)
+    if mapped == 1:
+        reason = (
+            "this process still maps the file (1 other mapping: an array over it is "
+            "alive; evict or release it first)"
+        )
+    elif mapped:
+        reason = (
+            f"this process still maps the file ({mapped} other mappings: arrays over it "
+            "are alive; evict or release them first)"
+        )
+    elif fs in _MEMORY_FS:
+        reason = f"the file lives in memory ({fs})"
+    else:
+        reason = "another process maps them, or they were read again meanwhile"
+    message = f"evict: {stayed} of {pages} pages of {name} stayed in the page cache: {reason}"
+    warnings.warn(EvictionWarning(message, stayed, pages, reason), stacklevel=3)
+
+
+def _mappings_here(dev: int, ino: int, own: tuple[int, int] | None) -> int:
+    """How many of this process's mappings (``/proc/self/maps``) map the file (dev,
+    ino), leaving out those that overlap the address range ``own``."""
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}"
+    count = 0
+    try:
+        with open("/proc/self/maps") as f:
+            lines = f.readlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5 or fields[3] != want or fields[4] != str(ino):
+            continue
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        if own is None or hi <= own[0] or lo >= own[1]:
+            count += 1
+    return count
+
+
+def _filesystem(dev: int) -> str | None:
+    """The type of the file system mounted from device ``dev`` (``/proc/self/mountinfo``)."""
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == want and " - " in line:
+                    return line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        pass
+    return None
 
 
 def resident_map(a: np.ndarray[Any, Any] | Region) -> np.ndarray[Any, Any]:

@@ -116,7 +116,26 @@ def count_nan(
     stream: int = 0,
 ) -> np.ndarray[Any, Any]: ...
 
+# the distributed radix selection's per-chunk kernels (src/select/keyhist.c): mmarray.dask
+def key_histogram(
+    x: np.ndarray[Any, Any],
+    r: int,
+    prefixes: np.ndarray[Any, Any],
+    shift: int,
+    bits: int,
+    region: Region | None = None,
+) -> np.ndarray[Any, Any]: ...
+def key_collect(
+    x: np.ndarray[Any, Any],
+    r: int,
+    prefixes: np.ndarray[Any, Any],
+    shift: int,
+    region: Region | None = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
+def key_values(keys: np.ndarray[Any, Any], dtype: Any, /) -> np.ndarray[Any, Any]: ...
+
 # For the tests only, not part of the API: (sampled, windowed, missed), the long 16-bit
-# lanes since import whose first pass began with a sample, those counted through a
-# window, and those the window missed (tests/test_median.py, tests/test_sigbus.py).
+# lanes and the long 32/64-bit lanes since import whose first pass began with a sample,
+# those counted through a window, and those the window missed (tests/test_median.py,
+# tests/test_window64.py, tests/test_sigbus.py).
 def _test_window_counts() -> tuple[int, int, int]: ...

@@ -2,16 +2,19 @@
 
 `run` is the only way in: it checks ``workers=``, hands what the kernels cannot take
 to numpy (`mmarray._fallback`), applies numpy's ``axis``/``out``/``keepdims``
-handling (numpy's ``_ureduce``) around the statistic's kernel, and drives the
+handling (numpy's ``_ureduce``, `reduce`) around the statistic's kernel, and drives the
 progress report. Around the kernels it offers the lanes (`lanes`: a strided view,
 reduced axes last and merged), the progress fractions (`Reporter`) and the calls
-into ``_core`` (`select`, `nan_counts`).
+into ``_core`` (`select`, `nan_counts`). A kernel asks its lanes two questions
+(`Lanes`: the values at some ranks, the NaNs in each lane): `MemoryLanes` answers them
+for an array in memory, ``mmarray.dask`` for a dask array (`lanes_of`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
@@ -19,9 +22,24 @@ from numpy.lib.array_utils import normalize_axis_tuple
 from . import _core
 from ._cache import stream_mode
 from ._fallback import kernel_array
+from ._progress import bar_class
+from ._region import region as region_of
 from ._workers import kernel_workers
 
-__all__ = ["Axis", "Progress", "Reduction", "Reporter", "lanes", "nan_counts", "run", "select"]
+__all__ = [
+    "Axis",
+    "Lanes",
+    "MemoryLanes",
+    "Progress",
+    "Reduction",
+    "Reporter",
+    "lanes",
+    "lanes_of",
+    "nan_counts",
+    "reduce",
+    "run",
+    "select",
+]
 
 Axis = int | Sequence[int] | None
 Progress = bool | Callable[[float], Any]
@@ -55,24 +73,26 @@ def lanes(arr: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, tuple[int
 
 
 class Reporter:
-    """Turns the kernels' progress fractions into a tqdm bar or calls to a callable."""
+    """Turns the kernels' progress fractions into a tqdm bar or calls to a callable.
 
-    def __init__(self, progress: Progress, size: int) -> None:
+    ``bar`` is the tqdm class `mmarray._progress.bar_class` chose for ``progress``
+    (looked up before any work, so that a missing tqdm fails at once)."""
+
+    def __init__(self, progress: Progress, size: int, bar: Any = None) -> None:
         self.fn: Callable[[float], Any] | None = None
         self.bar: Any = None
+        self.bar_type = bar
         self.last = 0.0
         self.lo, self.hi = 0.0, 1.0
         if callable(progress):
             self.fn = progress
-        elif progress and size >= _PROGRESS_MIN:
+        elif bar is not None and size >= _PROGRESS_MIN:
             self.fn = self._bar
 
     def _bar(self, frac: float) -> None:
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
-            self.bar = tqdm(total=1000, desc="mmarray", leave=False, bar_format=fmt)
+            self.bar = self.bar_type(total=1000, desc="mmarray", leave=False, bar_format=fmt)
         self.bar.n = int(frac * 1000)
         self.bar.refresh()
 
@@ -123,6 +143,59 @@ def nan_counts(
     return _core.count_nan(x, r, workers, prog, region=reg, stream=mode).reshape(outer)
 
 
+class Lanes(Protocol):
+    """The lanes of one reduction: ``outer`` (the kept shape; one lane per element),
+    ``n`` (values per lane), and the two questions the kernels ask."""
+
+    outer: tuple[int, ...]
+    n: int
+
+    def select(self, ranks: np.ndarray, progress: Any) -> np.ndarray:
+        """The values at ``ranks`` (1 row for every lane, or one row per lane) in numpy's
+        sort order (NaN last): an (L, m) array of the lanes' dtype."""
+        ...
+
+    def nan_counts(self, rep: Reporter) -> np.ndarray:
+        """The NaNs in each lane, shape ``outer``."""
+        ...
+
+
+class LaneProvider(Protocol):
+    """What a kernel may take instead of an ndarray (``mmarray.dask``'s arrays)."""
+
+    dtype: np.dtype[Any]
+    ndim: int
+
+    def lanes(self, axes: tuple[int, ...]) -> Lanes:
+        """The lanes over the reduced ``axes``."""
+        ...
+
+
+class MemoryLanes:
+    """The `Lanes` of an array in memory (or mapped), answered by the C kernels."""
+
+    def __init__(self, arr: np.ndarray, axes: tuple[int, ...], workers: int) -> None:
+        self.x, self.outer, self.r = lanes(arr, axes)
+        self.reg = region_of(arr)
+        self.n = math.prod(self.x.shape[len(self.outer) :])
+        self.workers = workers
+
+    def select(self, ranks: np.ndarray, progress: Any) -> np.ndarray:
+        """See `Lanes.select`."""
+        return select(self.x, self.r, ranks, self.workers, progress, self.reg)
+
+    def nan_counts(self, rep: Reporter) -> np.ndarray:
+        """See `Lanes.nan_counts`."""
+        return nan_counts(self.x, self.r, self.outer, self.workers, rep, self.reg)
+
+
+def lanes_of(arr: np.ndarray | LaneProvider, axes: tuple[int, ...], workers: int) -> Lanes:
+    """The `Lanes` of arr over axes: `MemoryLanes` for an ndarray, else arr's own."""
+    if isinstance(arr, np.ndarray):
+        return MemoryLanes(arr, axes, workers)
+    return arr.lanes(axes)
+
+
 class Reduction(NamedTuple):
     """One statistic, as `run` needs it.
 
@@ -150,39 +223,57 @@ def run(
     """The statistic ``how`` of a, in C where the kernels take it, else by numpy.
 
     The sequence every public statistic follows: ``workers`` checked (on numpy's
-    path too) and capped at ``_core.MAX_WORKERS``; the fallback where `kernel_array`
-    or ``how.accepts`` turns the call away; else numpy's ``_ureduce`` (axis
-    normalisation, ``keepdims`` and ``out``) around ``how.kernel``, with progress
-    reported to 1.0 at the end and a progress bar closed on every exit.
+    path too) and capped at ``_core.MAX_WORKERS``; tqdm looked for where
+    ``progress`` asks for a bar (on numpy's path too, and for any size); the
+    fallback where `kernel_array` or ``how.accepts`` turns the call away; else
+    numpy's ``_ureduce`` (axis normalisation, ``keepdims`` and ``out``) around
+    ``how.kernel``, with progress reported to 1.0 at the end and a progress bar
+    closed on every exit.
     """
     nw = kernel_workers(workers)
+    bar = bar_class(progress)
     arr = kernel_array(a)
     if arr is None or (how.accepts is not None and not how.accepts(params)):
         return how.fallback(a, axis, out, keepdims, params)
-    rep = Reporter(progress, arr.size)
+    rep = Reporter(progress, arr.size, bar)
     try:
-        # numpy's _ureduce: axes normalised, the kernel's out a view of out's kept axes
-        nd = arr.ndim
-        inner_out = out
-        if axis is not None:
-            axes = normalize_axis_tuple(axis, nd)
-            if keepdims and out is not None:
-                kept = tuple(0 if i in axes else slice(None) for i in range(nd))
-                inner_out = out[(Ellipsis,) + kept]
-        else:
-            axes = tuple(range(nd))
-            if keepdims and out is not None:
-                inner_out = out[(Ellipsis,) + (0,) * nd]
-        r = how.kernel(arr, axes, inner_out, nw, rep, params)
-        if out is not None:
-            r = out
-        elif keepdims:
-            if axis is None:
-                index_r: tuple[Any, ...] = (np.newaxis,) * nd
-            else:
-                index_r = tuple(np.newaxis if i in axes else slice(None) for i in range(nd))
-            r = r[(Ellipsis,) + index_r]
-        rep.finish()
-        return r
+        return reduce(how, arr, axis, out, keepdims, nw, rep, params)
     finally:
         rep.close()
+
+
+def reduce(
+    how: Reduction,
+    arr: np.ndarray | LaneProvider,
+    axis: Axis,
+    out: np.ndarray | None,
+    keepdims: bool,
+    nw: int,
+    rep: Reporter,
+    params: Any = None,
+) -> Any:
+    """numpy's ``_ureduce`` around ``how.kernel`` (axis normalisation, ``keepdims`` and
+    ``out``) for a kernel-ready arr, with progress reported to 1.0 at the end."""
+    # numpy's _ureduce: axes normalised, the kernel's out a view of out's kept axes
+    nd = arr.ndim
+    inner_out = out
+    if axis is not None:
+        axes = normalize_axis_tuple(axis, nd)
+        if keepdims and out is not None:
+            kept = tuple(0 if i in axes else slice(None) for i in range(nd))
+            inner_out = out[(Ellipsis,) + kept]
+    else:
+        axes = tuple(range(nd))
+        if keepdims and out is not None:
+            inner_out = out[(Ellipsis,) + (0,) * nd]
+    r = how.kernel(arr, axes, inner_out, nw, rep, params)
+    if out is not None:
+        r = out
+    elif keepdims:
+        if axis is None:
+            index_r: tuple[Any, ...] = (np.newaxis,) * nd
+        else:
+            index_r = tuple(np.newaxis if i in axes else slice(None) for i in range(nd))
+        r = r[(Ellipsis,) + index_r]
+    rep.finish()
+    return r

@@ -7,7 +7,9 @@ until :func:`unlink`.
 
 from __future__ import annotations
 
+import errno
 import os
+import pwd
 import re
 import stat
 from typing import Any
@@ -26,6 +28,7 @@ __all__ = ["named", "unlink"]
 _SHM_DIR = "/dev/shm"
 _NAME_RE = re.compile(r"/?([^/\x00]{1,250})")
 _NAME_MAX = 255  # bytes in a file name (NAME_MAX)
+_OWNERS = ("self", "any")
 
 
 def _shm_path(name: str) -> str:
@@ -47,6 +50,7 @@ def named(
     dtype: DTypeLike | None = None,
     *,
     create: bool = False,
+    owner: str = "self",
 ) -> np.ndarray[Any, Any]:
     """Create or attach POSIX shared memory under a name, as an array.
 
@@ -76,6 +80,14 @@ def named(
     create : bool
         Create a new object (permissions 0600); fails with ``FileExistsError``
         if the name is taken. ``False``: attach to an existing one.
+    owner : {'self', 'any'}
+        Whose objects to attach to. ``'self'`` (the default): only an object owned
+        by this process's effective user and writable by no one else (mode without
+        group or other write bits); anything else raises ``PermissionError``. An
+        object that another user may write can be truncated under this process,
+        which then dies of ``SIGBUS`` at its next access. ``'any'``: attach to
+        whatever the name holds, trusting whoever may write it. Ignored with
+        ``create=True`` (a new object is always this user's, 0600).
 
     Returns
     -------
@@ -97,11 +109,13 @@ def named(
     >>> mmarray.unlink(name)
     """
     path = _shm_path(name)
+    if owner not in _OWNERS:
+        raise ValueError(f"owner must be 'self' or 'any', not {owner!r}")
     if create:
         if shape is None or dtype is None:
             raise TypeError("named(..., create=True) needs shape and dtype")
         return _create(path, shape, dtype)
-    return _attach(path, shape, dtype)
+    return _attach(path, shape, dtype, owner == "any")
 
 
 def _create(path: str, shape: Any, dtype: DTypeLike) -> np.ndarray[Any, Any]:
@@ -133,15 +147,20 @@ def _create(path: str, shape: Any, dtype: DTypeLike) -> np.ndarray[Any, Any]:
     return arr
 
 
-def _attach(path: str, shape: Any, dtype: DTypeLike | None) -> np.ndarray[Any, Any]:
-    """Map the existing object at ``path``, checking its header (and shape and dtype
-    against it, where given)."""
+def _attach(
+    path: str, shape: Any, dtype: DTypeLike | None, any_owner: bool
+) -> np.ndarray[Any, Any]:
+    """Map the existing object at ``path``, checking its owner and mode (unless
+    ``any_owner``) and its header (and shape and dtype against it, where given)."""
     # O_NOFOLLOW as shm_open: /dev/shm is world-writable, so a symbolic link planted
     # under the name must not make us map (and write) the file it points to
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)  # the object we hold, not whatever the name holds by now
+        if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{path}: not a shared memory object (not a regular file)")
+        if not any_owner:
+            _check_trusted(path, st)
         reg = Region(fd, 0, 0, access="w", name=path)
     finally:
         os.close(fd)
@@ -168,6 +187,36 @@ def _attach(path: str, shape: Any, dtype: DTypeLike | None) -> np.ndarray[Any, A
     except BaseException:
         reg.close()
         raise
+
+
+def _check_trusted(path: str, st: os.stat_result) -> None:
+    """Raise PermissionError unless the object ``st`` describes belongs to this
+    process's effective user and no one else may write it."""
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise PermissionError(
+            errno.EPERM,
+            f"shared memory owned by {_user(st.st_uid)}, not by this process's user "
+            f"{_user(me)}: its owner could truncate it under this process (SIGBUS); "
+            "pass owner='any' to attach to it anyway",
+            path,
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(
+            errno.EPERM,
+            f"shared memory with mode {stat.S_IMODE(st.st_mode):#o}, writable by other "
+            "users, who could truncate it under this process (SIGBUS); pass owner='any' "
+            "to attach to it anyway",
+            path,
+        )
+
+
+def _user(uid: int) -> str:
+    """``uid`` with its user name where it has one: ``uid 1000 (alice)``."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def unlink(name: str) -> None:

@@ -8,16 +8,14 @@ take; `REDUCTIONS` pairs each with its numpy fallback.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 
 from . import _fallback
-from ._harness import Reduction, Reporter, lanes, nan_counts, select
+from ._harness import LaneProvider, Reduction, Reporter, lanes_of
 from ._quantile_method import Plan, Request, as_array
-from ._region import region as region_of
 
 __all__ = ["MEDIAN", "NANMEDIAN", "NANQUANTILE", "QUANTILE"]
 
@@ -38,7 +36,7 @@ def _unpack(request: Request) -> tuple[np.ndarray, str, bool]:
 
 
 def median(
-    arr: np.ndarray,
+    arr: np.ndarray | LaneProvider,
     axes: tuple[int, ...],
     out: np.ndarray | None,
     workers: int,
@@ -46,13 +44,12 @@ def median(
     _: None,
 ) -> Any:
     """`numpy.median` of arr over axes: the middle ranks (and the last, for NaN)."""
-    x, outer, r = lanes(arr, axes)
-    reg = region_of(arr)
-    n = math.prod(x.shape[len(outer) :])
+    src = lanes_of(arr, axes, workers)
+    outer, n = src.outer, src.n
     inexact = arr.dtype.kind == "f"
     mid = [n // 2 - 1, n // 2] if n % 2 == 0 else [(n - 1) // 2]
     ranks = sorted(set(mid + ([n - 1] if inexact else [])))
-    V = select(x, r, np.array([ranks]), workers, rep.span(0.0, 1.0), reg)
+    V = src.select(np.array([ranks]), rep.span(0.0, 1.0))
     P = np.moveaxis(V.reshape(outer + (len(ranks),)), -1, 0)
     rout = np.mean(P[[ranks.index(k) for k in mid]], axis=0, out=out)
     if inexact:
@@ -66,7 +63,7 @@ def median(
 
 
 def nanmedian(
-    arr: np.ndarray,
+    arr: np.ndarray | LaneProvider,
     axes: tuple[int, ...],
     out: np.ndarray | None,
     workers: int,
@@ -75,10 +72,9 @@ def nanmedian(
 ) -> Any:
     """`numpy.nanmedian` of arr over axes: NaNs counted first, then the middle ranks
     of each lane's other values, combined as numpy does for that lane length."""
-    x, outer, r = lanes(arr, axes)
-    reg = region_of(arr)
-    n = math.prod(x.shape[len(outer) :])
-    counts = nan_counts(x, r, outer, workers, rep, reg)
+    src = lanes_of(arr, axes, workers)
+    outer, n = src.outer, src.n
+    counts = src.nan_counts(rep)
     c = n - counts
     h = c // 2
     odd = c % 2 == 1
@@ -93,13 +89,13 @@ def nanmedian(
         else:
             ci = int(c)
             ranks = [ci // 2 - 1, ci // 2] if ci % 2 == 0 else [(ci - 1) // 2]
-            V = select(x, r, np.array([ranks]), workers, rep.span(0.3, 1.0), reg)
+            V = src.select(np.array([ranks]), rep.span(0.3, 1.0))
             result = np.mean(V.reshape(-1), axis=0)
         if out is None:
             return result
         out[...] = result
         return out
-    V = select(x, r, rows, workers, rep.span(0.3, 1.0), reg)
+    V = src.select(rows, rep.span(0.3, 1.0))
     P = np.moveaxis(V.reshape(outer + (2,)), -1, 0)
     if n < _NANMEDIAN_SMALL:
         # numpy sorts a masked array and averages the two middle values
@@ -135,7 +131,7 @@ def nanmedian(
 
 
 def quantile(
-    arr: np.ndarray,
+    arr: np.ndarray | LaneProvider,
     axes: tuple[int, ...],
     out: np.ndarray | None,
     workers: int,
@@ -144,18 +140,17 @@ def quantile(
 ) -> Any:
     """numpy's quantile of arr over axes: the ranks of `Plan`, one pass for all q."""
     q, method, weak_q = _unpack(request)
-    x, outer, r = lanes(arr, axes)
-    reg = region_of(arr)
-    n = math.prod(x.shape[len(outer) :])
+    src = lanes_of(arr, axes, workers)
+    outer, n = src.outer, src.n
     inexact = arr.dtype.kind == "f"
     plan = Plan(n, q, method, inexact)
-    V = select(x, r, plan.ranks[None, :], workers, rep.span(0.0, 1.0), reg)
+    V = src.select(plan.ranks[None, :], rep.span(0.0, 1.0))
     P = np.moveaxis(V.reshape(outer + (len(plan.ranks),)), -1, 0)
     return plan.finish(P, out, weak_q, inexact)
 
 
 def nanquantile(
-    arr: np.ndarray,
+    arr: np.ndarray | LaneProvider,
     axes: tuple[int, ...],
     out: np.ndarray | None,
     workers: int,
@@ -165,11 +160,10 @@ def nanquantile(
     """numpy's nanquantile of arr over axes: NaNs counted first, then each lane's
     ranks from the `Plan` of its count, lanes grouped by count."""
     q, method, weak_q = _unpack(request)
-    x, outer, r = lanes(arr, axes)
-    reg = region_of(arr)
-    n = math.prod(x.shape[len(outer) :])
+    src = lanes_of(arr, axes, workers)
+    outer, n = src.outer, src.n
     inexact = arr.dtype.kind == "f"
-    counts = (n - nan_counts(x, r, outer, workers, rep, reg)).reshape(-1)
+    counts = (n - src.nan_counts(rep)).reshape(-1)
     if not outer:
         c = int(counts[0])
         if c == 0:
@@ -177,7 +171,7 @@ def nanquantile(
             result: Any = np.full(q.shape, np.nan, dtype=arr.dtype)[()]
         else:
             plan = Plan(c, q, method, inexact)
-            V = select(x, r, plan.ranks[None, :], workers, rep.span(0.3, 1.0), reg)
+            V = src.select(plan.ranks[None, :], rep.span(0.3, 1.0))
             result = plan.finish(V.reshape(-1), None, weak_q, inexact)
         if out is not None:
             out[...] = result
@@ -195,7 +189,7 @@ def nanquantile(
             rows[members, : len(rk)] = rk
             if len(rk):  # no quantiles (q=[]) of integers: no ranks at all
                 rows[members, len(rk) :] = rk[-1]
-    V = select(x, r, rows, workers, rep.span(0.3, 1.0), reg)
+    V = src.select(rows, rep.span(0.3, 1.0))
     parts: dict[int, Any] = {}
     for c, members in groups.items():
         if c == 0:

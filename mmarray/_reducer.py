@@ -21,7 +21,9 @@ Only that pickler sends references; plain :func:`pickle.dumps` keeps numpy's
 by-value format, so a pickle written to disk never depends on a file staying put.
 Copy-on-write regions and arrays that mmarray does not back travel by value
 everywhere. Importing multiprocessing is slow, so the reducer is registered only
-once something imports ``multiprocessing.reduction`` (:class:`_ReductionHook`).
+once something imports ``multiprocessing.reduction``
+(:func:`~mmarray._import_hook.when_imported`). loky's and joblib's picklers use the
+same reducer (:mod:`mmarray._joblib`).
 """
 
 from __future__ import annotations
@@ -29,17 +31,17 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import sys
 import weakref
 from typing import Any, NoReturn
 
 import numpy as np
 
+from ._import_hook import when_imported
 from ._memmap import memmap
 from ._ref import ArrayRef, describe, open_ref
 from ._region import region
 
-__all__ = ["UnavailableArray", "install_reducer"]
+__all__ = ["UnavailableArray", "install_reducer", "reduce_array", "reduce_shared"]
 
 
 class UnavailableArray:
@@ -188,14 +190,15 @@ def _by_reference(ref: ArrayRef, fd: int) -> tuple[Any, ...]:
         os.close(fd)
 
 
-def _reduce_array(a: np.ndarray[Any, Any]) -> tuple[Any, ...]:
-    """ForkingPickler reducer: a reference for shareable arrays, numpy's own format otherwise."""
+def reduce_shared(a: np.ndarray[Any, Any]) -> tuple[Any, ...] | None:
+    """How to send ``a`` by reference (a ``__reduce__`` tuple), or None when mmarray does
+    not back it with shareable memory (plain, copy-on-write, closed or object arrays)."""
     try:
         got = describe(a)
     except (OSError, ValueError):
         got = None
     if got is None:
-        return a.__reduce__()  # type: ignore[return-value]  # numpy's is always a tuple
+        return None
     rv = _by_reference(*got)
     if type(a) is not np.ndarray:
         attrs = tuple(getattr(a, k, None) for k in ("filename", "offset", "mode"))
@@ -203,50 +206,17 @@ def _reduce_array(a: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     return rv
 
 
+def reduce_array(a: np.ndarray[Any, Any]) -> tuple[Any, ...]:
+    """The reducer of IPC picklers: a reference for shareable arrays, numpy's format otherwise."""
+    rv = reduce_shared(a)
+    return a.__reduce__() if rv is None else rv  # type: ignore[return-value]  # always a tuple
+
+
 def _register(forking_pickler: Any) -> None:
-    forking_pickler.register(np.ndarray, _reduce_array)
-    forking_pickler.register(memmap, _reduce_array)
-
-
-class _RegisteringLoader:
-    """Wraps the loader of multiprocessing.reduction to register the reducer once it ran."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def create_module(self, spec: Any) -> Any:
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._inner.exec_module(module)
-        _register(module.ForkingPickler)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _ReductionHook:
-    """Meta path finder: importing multiprocessing costs ~7 ms, so wait until someone does."""
-
-    @classmethod
-    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "multiprocessing.reduction":
-            return None
-        if cls in sys.meta_path:
-            sys.meta_path.remove(cls)
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if find is not None else None
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _RegisteringLoader(spec.loader)
-                return spec
-        return None
+    forking_pickler.register(np.ndarray, reduce_array)
+    forking_pickler.register(memmap, reduce_array)
 
 
 def install_reducer() -> None:
-    mod = sys.modules.get("multiprocessing.reduction")
-    if mod is not None:
-        _register(mod.ForkingPickler)
-    elif _ReductionHook not in sys.meta_path:
-        sys.meta_path.insert(0, _ReductionHook)
+    """Register the reducer with multiprocessing's pickler, now or once it is imported."""
+    when_imported("multiprocessing.reduction", lambda module: _register(module.ForkingPickler))

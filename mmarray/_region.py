@@ -7,16 +7,18 @@ regular file), each naming the operation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ._core import Region
 
-__all__ = ["open_regular_file", "region", "region_fd", "target_region"]
+__all__ = ["open_regular_file", "region", "region_file", "target_region"]
 
 
 def region(a: Any) -> Region | None:
@@ -63,12 +65,22 @@ def target_region(x: Any, what: str) -> Region:
     return reg
 
 
-def region_fd(reg: Region, what: str) -> int:
-    """The descriptor of the file under ``reg``; ValueError for anonymous memory."""
-    fd = reg.fileno()
-    if fd < 0 or reg.is_anonymous:  # shared anonymous memory has a memfd, but no file
+@contextlib.contextmanager
+def region_file(reg: Region, what: str) -> Iterator[int]:
+    """A descriptor of the file under ``reg`` that the operation owns for the block
+    (``Region.dup()``, closed on leaving it): never the region's own number, which a
+    concurrent ``close()`` frees for whatever file is opened next. ValueError for
+    anonymous memory or a closed region."""
+    if reg.is_anonymous:  # shared anonymous memory has a memfd, but no file
         raise ValueError(f"{what} needs a file-backed array; this one is anonymous memory")
-    return fd
+    try:
+        fd = reg.dup()
+    except ValueError:  # closed, maybe by another thread since the caller looked
+        raise ValueError(f"{what}: operation on a closed Region") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def open_regular_file(path: str | bytes | os.PathLike[str]) -> int:

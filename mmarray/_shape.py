@@ -17,14 +17,21 @@ __all__ = ["checked_dtype", "expand_subarray", "order_is_fortran", "shape_tuple"
 
 
 def shape_tuple(shape: Any) -> tuple[int, ...]:
-    """Normalise an int or a sequence of ints into a tuple, rejecting negatives."""
+    """Normalise an int or a sequence of ints into a tuple, rejecting negatives;
+    anything else is a TypeError that says what a shape must be."""
     if isinstance(shape, int):
         shape = (shape,)
     else:
         try:
             shape = (operator.index(shape),)
         except TypeError:
-            shape = tuple(operator.index(n) for n in shape)
+            try:
+                shape = tuple(operator.index(n) for n in shape)
+            except TypeError:
+                raise TypeError(
+                    f"shape must be an int or a tuple of ints, not {shape!r} "
+                    f"({type(shape).__name__})"
+                ) from None
     for n in shape:
         if n < 0:
             raise ValueError(f"negative dimension {n} in shape {shape}")

@@ -15,7 +15,7 @@ import numpy as np
 from . import _core
 from ._core import Region
 from ._extent import region_extent
-from ._region import open_regular_file, region_fd, target_region
+from ._region import open_regular_file, region_file, target_region
 
 __all__ = ["DiskUsage", "disk_usage", "extents", "punch"]
 
@@ -55,7 +55,8 @@ def disk_usage(x: str | os.PathLike[str] | np.ndarray[Any, Any] | Region) -> Dis
     if isinstance(x, str | bytes | os.PathLike):
         st = os.stat(x)
     else:
-        st = os.fstat(region_fd(target_region(x, "disk_usage"), "disk_usage"))
+        with region_file(target_region(x, "disk_usage"), "disk_usage") as fd:
+            st = os.fstat(fd)
     return DiskUsage(st.st_size, st.st_blocks * 512)
 
 
@@ -109,12 +110,13 @@ def extents(
     reg = target_region(x, "extents")
     if not (x.flags.c_contiguous or x.flags.f_contiguous):
         raise ValueError("extents needs a contiguous array (its elements are counted in order)")
-    fd = region_fd(reg, "extents")
     lo, hi = region_extent(x, reg)
     flo, fhi = reg.offset + lo, reg.offset + hi
     isz = x.itemsize
     out: list[tuple[int, int]] = []
-    for s, e in _core.extents(fd, flo, fhi, reg.name):
+    with region_file(reg, "extents") as fd:
+        found = _core.extents(fd, flo, fhi, reg.name)
+    for s, e in found:
         first, last = (s - flo) // isz, -(-(e - flo) // isz)
         if out and first <= out[-1][1]:
             out[-1] = (out[-1][0], max(out[-1][1], last))

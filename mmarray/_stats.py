@@ -66,13 +66,20 @@ def median(
         Threads to use (at least 1, at most 256 are started); default every CPU this
         process may run on. Results do not depend on it.
     progress : bool or callable, optional
-        ``True`` draws a tqdm progress bar for long reductions; a callable receives
-        the fraction done (0 to 1).
+        ``True`` draws a tqdm progress bar for long reductions (a widget in
+        Jupyter where ipywidgets is installed, text elsewhere); a callable
+        receives the fraction done (0 to 1).
 
     Returns
     -------
     median : ndarray or scalar
         Exactly what `numpy.median` returns: same values, dtype and shape.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        ``progress=True`` without tqdm (``pip install mmarray[progress]``), at
+        once, whatever the input.
 
     Raises
     ------

@@ -393,3 +393,78 @@ def test_region_of_other_things_is_none(tmp_path):
     assert mmarray.region(np.frombuffer(b"abc", np.uint8)) is None
     np.save(tmp_path / "x.npy", np.zeros(3))
     assert mmarray.region(np.load(tmp_path / "x.npy", mmap_mode="r")) is None
+
+
+# ---- errors a user can act on ------------------------------------------------------------
+
+
+def test_open_of_a_npy_file_with_dtype_and_no_offset_is_refused_naming_the_header(tmp_path):
+    p = tmp_path / "x.npy"
+    np.save(p, np.arange(6, dtype="<i8").reshape(2, 3))
+    for mode in ("r", "r+", "c"):
+        with pytest.raises(ValueError) as ei:
+            mmarray.open(p, mode, dtype="<i8")
+        msg = str(ei.value)
+        assert str(p) in msg and "shape (2, 3) of int64" in msg and "offset=128" in msg, msg
+    np.testing.assert_array_equal(mmarray.open(p, dtype="<i8", offset=128), np.arange(6))
+    raw = mmarray.open(p, dtype="u1", offset=0)  # explicitly: the header's bytes too
+    assert raw[:6].tobytes() == b"\x93NUMPY" and raw.size == 128 + 48
+    np.testing.assert_array_equal(mmarray.open(p), np.arange(6).reshape(2, 3))
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"\x93NUMPY\x09\x00" + bytes(120))  # the magic, an unknown version
+    with pytest.raises(ValueError, match="header cannot be read.*offset= past the header"):
+        mmarray.open(bad, dtype="u1")
+    plain = tmp_path / "plain.raw"
+    plain.write_bytes(bytes(16))  # no magic: a raw file, offset 0
+    assert mmarray.open(plain, dtype="u1").shape == (16,)
+
+
+@pytest.mark.parametrize("shape", [2.5, (2, 2.5), "3", None, [1, None], object()])
+def test_a_shape_that_is_not_ints_says_what_a_shape_must_be(tmp_path, shape):
+    p = tmp_path / "s.npy"
+    for make in (
+        lambda: mmarray.create(p, shape, "u1"),
+        lambda: mmarray.anonymous(shape, "u1"),
+    ):
+        with pytest.raises(TypeError, match="shape must be an int or a tuple of ints, not"):
+            make()
+    assert not p.exists()
+
+
+def test_create_on_an_existing_file_says_exist_ok_replaces_it(tmp_path):
+    p = tmp_path / "e.raw"
+    p.write_bytes(b"keep")
+    with pytest.raises(FileExistsError, match=r"pass exist_ok=True to replace it") as ei:
+        mmarray.create(p, 3, "u1")
+    assert ei.value.filename == str(p)
+    assert p.read_bytes() == b"keep"
+
+
+def test_flush_is_public_and_takes_any_view(tmp_path):
+    assert "flush" in mmarray.__all__ and mmarray.flush.__module__ == "mmarray._flush"
+    p = tmp_path / "f.npy"
+    a = mmarray.create(p, (64, 1024), "f8")
+    a[3] = 2.0
+    for view in (a, a[3], a[::-1], a[:, ::-7], a[5:5], a.T, a.view("u1")[3:9]):
+        assert mmarray.flush(view) is None
+    mmarray.flush(mmarray.region(a))
+    assert np.load(p)[3].tolist() == [2.0] * 1024
+    m = mmarray.memmap(p, dtype="f8", mode="r+", offset=128, shape=(64, 1024))
+    m[4] = 3.0
+    m.flush()
+    m[4:6].flush()
+    mmarray.flush(m[4])
+    assert np.load(p)[4, 0] == 3.0
+    for other in (mmarray.open(p), mmarray.open(p, "c"), mmarray.anonymous(9, "u1")):
+        mmarray.flush(other)  # nothing to write back, or no file: no error either
+
+
+def test_flush_of_what_it_cannot_flush_says_why(tmp_path):
+    with pytest.raises(TypeError, match="flush.*mmarray Region"):
+        mmarray.flush(np.zeros(3))
+    with pytest.raises(TypeError, match="flush"):
+        mmarray.flush([1, 2])  # type: ignore[arg-type]
+    a = mmarray.create(tmp_path / "c.raw", 10, "u1")
+    mmarray.region(a).close()
+    with pytest.raises(ValueError, match="closed Region"):
+        mmarray.flush(a)

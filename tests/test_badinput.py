@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mmarray
-from mmarray import _grow, _order_stats
+from mmarray import _grow, _harness
 
 # ---- corrupt .npy headers: a ValueError naming the file, never a mapping past its end -------
 
@@ -93,6 +93,7 @@ def test_corrupt_header_of_named_memory_is_a_value_error_naming_it(name):
     path = "/dev/shm/" + shm
     with open(path, "wb") as f:
         f.write(CORRUPT[name])
+    os.chmod(path, 0o600)  # as named() makes it: a group-writable one is refused first
     try:
         with pytest.raises(ValueError, match=path):
             mmarray.named(shm)
@@ -340,13 +341,13 @@ def test_bug_median_estimate_started_a_thread_per_chunk(monkeypatch):
     # it ran one Python call per chunk (in a pool of up to `workers` threads): chunk=1
     # over a million elements took minutes; now the chunks are the lanes of one call
     calls = []
-    real = _order_stats.select
+    real = _harness.select
 
     def counting(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(_order_stats, "select", counting)
+    monkeypatch.setattr(_harness, "select", counting)
     before = threading.active_count()
     a = np.arange(5003.0)[::-1]
     got = mmarray.median_estimate(a, chunk=1, workers=10**6)
@@ -404,6 +405,7 @@ def test_bug_page_functions_refused_bytes_paths(tmp_path):
     b = os.fsencode(path)
     assert mmarray.disk_usage(b) == mmarray.disk_usage(path)
     assert mmarray.extents(b) == mmarray.extents(path)
+    del a  # unmapped first, so that evict drops every page and has nothing to warn about
     mmarray.evict(b)
 
 
@@ -467,6 +469,7 @@ def test_bug_shared_attach_errors_did_not_name_the_object():
     name = f"mmarray-test-noheader-{os.getpid()}"
     with open("/dev/shm/" + name, "wb") as f:
         f.write(b"\x00\x01\x01" + bytes(100))  # byte 6 looks like a version
+    os.chmod("/dev/shm/" + name, 0o600)  # under any umask: only its header is wrong
     try:
         with pytest.raises(ValueError, match=f"/dev/shm/{name}: not mmarray shared memory"):
             mmarray.named(name)

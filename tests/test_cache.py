@@ -6,11 +6,14 @@ the page-exact operations, and numpy for contents.
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from page_helpers import private_anon
+from page_helpers import mapped_elsewhere, private_anon, release
 
 import mmarray
 from mmarray import _cache, _core
@@ -35,7 +38,9 @@ def pages_of(v: np.ndarray) -> np.ndarray:
 
 def eviction_observable(a: np.ndarray) -> None:
     """Skip unless evict() really drops this file's pages (not so on tmpfs)."""
-    mmarray.evict(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mmarray.EvictionWarning)
+        mmarray.evict(a)
     if mmarray.residency(a).resident:
         pytest.skip("this file system keeps evicted pages in memory (tmpfs?)")
 
@@ -203,6 +208,100 @@ def test_evict_path_and_region(tmp_path):
     assert int(b.sum()) == 5 * 32 * P
 
 
+# ---- evict says which pages stayed, and why ---------------------------------------------------
+
+
+def no_warning(f, *args) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f(*args)
+
+
+def test_evict_path_says_how_many_pages_this_process_still_maps(tmp_path):
+    path = tmp_path / "f.raw"
+    path.write_bytes(b"\x05" * 32 * P)
+    a = mmarray.open(path, dtype="u1")
+    eviction_observable(a)
+    mmarray.prefetch(a[: 20 * P])
+    with pytest.warns(mmarray.EvictionWarning, match=r"\d+ of 32 pages of .*f.raw stayed") as rec:
+        mmarray.evict(path)
+    (w,) = rec
+    # what the warning says is so (the kernel may have mapped a few pages past the 20
+    # around the last fault: fault-around)
+    assert w.message.pages == 32 and w.message.stayed == mmarray.residency(a).resident >= 20
+    assert f"{w.message.stayed} of 32 pages" in str(w.message)
+    assert "this process still maps the file (1 other mapping:" in w.message.reason
+    assert w.filename == __file__  # points at the caller
+    mmarray.evict(a)  # this process's own mapping: dropped, no warning
+    no_warning(mmarray.evict, path)
+    assert mmarray.residency(a).resident == 0
+
+
+def test_evict_array_counts_the_other_mappings_of_its_file(tmp_path):
+    path = tmp_path / "f.raw"
+    a = mmarray.create(path, 256 * P, "u1", fill=9)
+    b = mmarray.open(path, dtype="u1")
+    c = mmarray.open(path, dtype="u1")
+    eviction_observable(a)
+    mmarray.prefetch(b[64 * P : 80 * P])
+    mmarray.prefetch(c[96 * P : 112 * P])
+    no_warning(mmarray.evict, a[: 32 * P])  # far from b's and c's pages
+    with pytest.warns(mmarray.EvictionWarning) as rec:
+        mmarray.evict(a[32 * P : 128 * P])
+    (w,) = rec
+    # b and c map 32 of these pages (the kernel may map a few more around a fault:
+    # fault-around); the count is what mincore says after
+    assert w.message.pages == 96
+    assert w.message.stayed == mmarray.residency(a[32 * P : 128 * P]).resident >= 32
+    assert "(2 other mappings: arrays over it are alive" in w.message.reason
+    with pytest.warns(mmarray.EvictionWarning, match="2 other mappings"):
+        mmarray.evict(c)  # b maps some of c's pages
+    del c  # unmapped
+    with pytest.warns(mmarray.EvictionWarning, match="of 256 pages") as rec:
+        mmarray.evict(a)
+    assert rec[0].message.stayed == mmarray.residency(b).resident >= 16
+    assert "(1 other mapping: an array over it is alive" in rec[0].message.reason
+    mmarray.evict(b)
+    no_warning(mmarray.evict, a)
+    assert int(a.sum()) == 9 * 256 * P
+
+
+def test_evict_says_when_another_process_maps_the_pages(tmp_path):
+    path = tmp_path / "f.raw"
+    a = mmarray.create(path, 8 * P, "u1", fill=1)
+    eviction_observable(a)
+    del a
+    child = mapped_elsewhere(path)
+    try:
+        with pytest.warns(mmarray.EvictionWarning, match="8 of 8 pages") as rec:
+            mmarray.evict(path)
+        assert rec[0].message.reason.startswith("another process maps them")
+    finally:
+        release(child)
+    no_warning(mmarray.evict, path)
+
+
+def test_evict_says_when_the_file_lives_in_memory():
+    if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    path = f"/dev/shm/mmarray-test-{os.getpid()}.raw"
+    try:
+        a = mmarray.create(path, 4 * P, "u1", fill=2)
+        with pytest.warns(mmarray.EvictionWarning, match="4 of 4 pages") as rec:
+            mmarray.evict(a)
+        assert rec[0].message.reason.startswith("the file lives in memory (tmpfs)")
+        del a
+    finally:
+        os.unlink(path)
+
+
+def test_evict_of_anonymous_memory_does_not_warn():
+    a = mmarray.anonymous(8 * P, "u1")
+    a[:] = 3
+    no_warning(mmarray.evict, a)
+    assert int(a.sum()) == 3 * 8 * P
+
+
 def test_evict_refuses_copy_on_write(tmp_path):
     path = tmp_path / "f.raw"
     path.write_bytes(b"\x01" * 4 * P)
@@ -229,7 +328,7 @@ def test_open_with_advice_and_populate(tmp_path):
     a = mmarray.open(path, advice="sequential", populate=True)
     assert mmarray.residency(a).fraction == 1.0
     np.testing.assert_array_equal(a, np.load(path))
-    b = mmarray.open(path, dtype="u1", advice="random")
+    b = mmarray.open(path, dtype="u1", offset=0, advice="random")  # the whole file, raw
     assert b.size == path.stat().st_size
     with pytest.raises(ValueError, match="unknown advice"):
         mmarray.open(path, advice="soon")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from page_helpers import mapped_elsewhere, release
 
 import mmarray
 from mmarray.cli import main
@@ -358,6 +359,26 @@ def test_evict_then_prefetch(capsys, tmp_path):
     assert rc == 0 and out == f"{p}: 0 of 513 pages in the page cache (0.0%)\n"
     rc, out, _ = run(capsys, "prefetch", p)
     assert rc == 0 and out == f"{p}: 513 of 513 pages in the page cache (100.0%)\n"
+
+
+def test_evict_says_how_many_pages_another_process_keeps(capsys, tmp_path):
+    p = tmp_path / "c.npy"
+    np.save(p, np.arange(1 << 18))
+    run(capsys, "evict", p)
+    if mmarray.residency(mmarray.open(p, dtype="u1", offset=0)).resident:
+        pytest.skip("this file system keeps evicted pages in memory (tmpfs?)")
+    child = mapped_elsewhere(p)
+    try:
+        rc, out, err = run(capsys, "evict", p)
+    finally:
+        release(child)
+    assert (rc, err) == (0, "")
+    assert out == (
+        f"{p}: 513 of 513 pages in the page cache (100.0%); 513 could not be evicted: "
+        "another process maps them, or they were read again meanwhile\n"
+    )
+    rc, out, _ = run(capsys, "evict", p)
+    assert rc == 0 and out == f"{p}: 0 of 513 pages in the page cache (0.0%)\n"
 
 
 # --- errors --------------------------------------------------------------------------

@@ -112,8 +112,9 @@ def test_grow_errors(tmp_path):
         mmarray.grow(a, 1.5)
     with pytest.raises(ValueError, match="whole .npy array"):
         mmarray.grow(a[1:], 1)
-    with pytest.raises(ValueError, match="end of its file"):
-        mmarray.grow(a[:3], 1)
+    assert mmarray.grow(a[:3], 0).shape == (4, 3)  # the file's array, as it is now
+    with pytest.raises(ValueError, match="end of its raw file"):
+        mmarray.grow(mmarray.create(tmp_path / "r.raw", 7, "u1").reshape(7, 1)[:6].reshape(3, 2), 1)
     with pytest.raises(ValueError, match="C-contiguous"):
         mmarray.grow(a[:, ::2], 1)
     with pytest.raises(ValueError, match="header"):

@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz.oracle import assert_same_floats, holds_both_zeros, holds_other_nans
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -51,7 +52,9 @@ def run(fn, *args, **kwargs):
     return res, {(w.category, str(w.message)) for w in caught}
 
 
-def same(got, exp):
+def same(got, exp, *, zero_sign=True, nan_bits=True):
+    """got is numpy's exp: the same exception and message, or the same type, dtype,
+    shape and values, sign and NaN bits included (see assert_same_floats)."""
     if isinstance(exp, Exception):
         assert type(got) is type(exp), (got, exp)
         assert str(got) == str(exp)
@@ -61,15 +64,23 @@ def same(got, exp):
     g, e = np.asarray(got), np.asarray(exp)
     assert g.dtype == e.dtype, (g.dtype, e.dtype)
     assert g.shape == e.shape
-    np.testing.assert_array_equal(g, e)
+    if g.dtype.kind in "fc":
+        assert_same_floats(g, e, zero_sign=zero_sign, nan_bits=nan_bits)
+    else:
+        np.testing.assert_array_equal(g, e)
 
 
 def check(name, a, *args, workers=(1, 2), **kwargs):
-    """mmarray.<name> equals numpy.<name> for every workers value; returns the result."""
+    """mmarray.<name> equals numpy.<name> for every workers value; returns the result.
+    The sign of a zero result and a NaN's bits are compared too, except where the input
+    holds both zeros (numpy's choice is its partition's;
+    ``test_mixed_zeros_follow_the_total_order`` checks mmarray's) or NaNs other than
+    np.nan (mmarray's NaN is np.nan)."""
     exp, exp_w = run(getattr(np, name), a.copy(), *args, **kwargs)
+    zero_sign, nan_bits = not holds_both_zeros(a), not holds_other_nans(a)
     for w in workers:
         got, got_w = run(getattr(mmarray, name), a, *args, workers=w, **kwargs)
-        same(got, exp)
+        same(got, exp, zero_sign=zero_sign, nan_bits=nan_bits)
         assert got_w == exp_w
     return exp
 
@@ -170,6 +181,108 @@ def test_signed_zeros_and_nan():
     check("nanmedian", a)
     check("median", np.array([-0.0, -0.0]))
     check("quantile", np.array([np.inf, -np.inf]), 0.5)
+
+
+def test_the_oracle_tells_the_sign_of_zero_and_the_bits_of_nan():
+    with pytest.raises(AssertionError, match="sign"):
+        same(np.float64(-0.0), np.float64(0.0))
+    with pytest.raises(AssertionError, match="sign"):
+        same(np.array([1.0, 0.0], "f4"), np.array([1.0, -0.0], "f4"))
+    other_nan = np.array([0x7FFF], np.uint16).view(np.float16)[0]
+    with pytest.raises(AssertionError, match="NaN bits"):
+        same(other_nan, np.float16(np.nan))
+    same(np.float64(-0.0), np.float64(0.0), zero_sign=False)  # the documented exception
+
+
+@pytest.mark.parametrize("dtype", ["f2", "f4", "f8"])
+@pytest.mark.parametrize("n", [5, 5000, 300_001])  # short lanes, radix, the sampled window
+def test_bug_a_nan_result_had_other_bits_than_np_nan(dtype, n):
+    # every NaN had the all-ones key, which decoded to 0x7FFF... instead of np.nan
+    a = (np.arange(n) % 1000).astype(dtype)  # finite in float16 too
+    a[n // 3] = np.nan
+    for name, args in [("median", ()), ("quantile", ([0.2, 0.5],)), ("percentile", (30,))]:
+        got = np.asarray(getattr(mmarray, name)(a, *args))
+        assert got.tobytes() == np.asarray(getattr(np, name)(a, *args)).tobytes(), name
+    check("median", a.reshape(1, -1), axis=1)
+
+
+# mmarray's choice where an input holds both zeros: the statistics take the values at
+# their ranks in the total order of keys (-0.0 before +0.0), then numpy's formula.
+DISCRETE = ("inverted_cdf", "closest_observation", "lower", "higher", "nearest")
+
+
+def numpys_ranks(n, q, method):
+    """The ranks of a sorted lane of n that numpy's quantile reads for q and method: the
+    selected one for the discrete methods, else the two neighbours of the virtual index
+    (one where it lies outside the lane), as numpy's own _get_indexes picks them."""
+    if method in DISCRETE:  # numpy takes one element: the quantile of the ranks is it
+        return [int(np.quantile(np.arange(n, dtype=np.float64), q, method=method))]
+    from numpy.lib._function_base_impl import _get_indexes, _QuantileMethods
+
+    vi = np.asanyarray(_QuantileMethods[method]["get_virtual_index"](n, np.asarray(q)))
+    prev, nxt = _get_indexes(np.zeros(n), vi, n)  # -1: past the last rank
+    return sorted({int(prev) % n, int(nxt) % n})
+
+
+def zero_order_model(name, x, q=None, method="linear"):
+    """mmarray's documented answer for a 1-d float ``x`` without NaNs: numpy's own answer
+    for ``x`` with every zero given the sign of the zero(s) that the total order puts at
+    the ranks numpy's formula reads (+0.0 where it reads -0.0 and +0.0 together, as
+    numpy's mean and interpolation of the two give +0.0)."""
+    s = x[np.lexsort((~np.signbit(x), x))]  # by value, -0.0 before +0.0
+    n = s.size
+    if name.endswith("median"):
+        ranks = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
+    else:
+        ranks = numpys_ranks(n, q, method)
+    read = s[ranks]
+    zeros = np.signbit(read[read == 0])
+    sign = -1.0 if zeros.size and zeros.all() else 1.0
+    y = np.where(x == 0, np.copysign(0.0, sign), x).astype(x.dtype)
+    if name.endswith("median"):
+        return np.median(y)
+    return np.quantile(y, q, method=method)
+
+
+def assert_follows_the_total_order(name, x, q=None, method="linear", workers=(1, 2)):
+    want = zero_order_model(name, x, q, method)
+    for w in workers:
+        if name.endswith("median"):
+            got = getattr(mmarray, name)(x, workers=w)
+        else:
+            got = getattr(mmarray, name)(x, q, method=method, workers=w)
+        assert type(got) is type(want) and got.dtype == want.dtype, (got, want)
+        assert np.asarray(got).tobytes() == np.asarray(want).tobytes(), (name, got, want, x)
+
+
+@settings(max_examples=300 * FUZZ, deadline=None)
+@given(
+    x=hnp.arrays(
+        st.sampled_from(["f2", "f4", "f8"]),
+        st.integers(2, 40),
+        elements=st.sampled_from([-0.0, 0.0, -0.0, 0.0, 1.5, -2.0, 7.0]),
+    ),
+    name=st.sampled_from(["median", "nanmedian", "quantile", "nanquantile"]),
+    method=st.sampled_from(METHODS),
+    q=st.floats(0.0, 1.0),
+)
+def test_mixed_zeros_follow_the_total_order(x, name, method, q):
+    zeros = np.signbit(x[x == 0])
+    assume(zeros.any() and not zeros.all())  # both zeros: the documented exception
+    assert_follows_the_total_order(name, x, q, method)
+
+
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+def test_mixed_zeros_follow_the_total_order_in_long_lanes(dtype):
+    rng = np.random.default_rng(7)
+    x = rng.choice(np.array([-0.0, 0.0, 1.0, -1.0], dtype), 200_001, p=[0.3, 0.3, 0.2, 0.2])
+    assert_follows_the_total_order("median", x)
+    k = int(np.count_nonzero(x < 0))  # the ranks around the boundary of -0.0 and +0.0
+    m = int(np.count_nonzero(np.signbit(x) & (x == 0)))
+    for rank in (k, k + m - 1, k + m, k + m // 2):
+        q = rank / (x.size - 1)
+        for method in ("lower", "higher", "linear", "midpoint", "nearest"):
+            assert_follows_the_total_order("quantile", x, q, method, workers=(2,))
 
 
 def test_empty_and_all_nan():

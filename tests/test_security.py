@@ -7,12 +7,14 @@ its own and the files are made unreadable to their owner instead.
 
 from __future__ import annotations
 
+import ast
 import errno
 import json
 import os
 import pathlib
 import stat
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -136,8 +138,9 @@ CALLS_ON_A_SECRET = {
 @pytest.mark.parametrize("call", list(CALLS_ON_A_SECRET))
 def test_a_file_without_permission_is_a_permission_error_naming_it(secret, call):
     got = in_child(lambda: CALLS_ON_A_SECRET[call](secret))
-    if call == "create exist_ok":  # the directory is not writable: the new file's path
-        assert got["type"] == "PermissionError" and str(secret.parent) in got["filename"], got
+    if call == "create exist_ok":  # the directory is not writable: it is named, not a temp
+        assert got["type"] == "PermissionError" and got["filename"] == str(secret), got
+        assert f"directory {secret.parent}" in got["msg"] and ".tmp" not in got["msg"], got
     else:
         assert_permission_error(got, str(secret))
     assert np.load(secret).tolist() == list(range(10))  # untouched
@@ -175,8 +178,11 @@ def test_creating_in_a_directory_without_permission_names_the_path(world):
         world.chmod(0o555)
     target = world / "new.npy"
     try:
-        got = in_child(lambda: mmarray.create(target, 3, "u1"))
-        assert_permission_error(got, str(target))
+        for exist_ok in (False, True):
+            got = in_child(lambda e=exist_ok: mmarray.create(target, 3, "u1", exist_ok=e))
+            assert_permission_error(got, str(target))
+            assert f"cannot create a file in the directory {world}" in got["msg"], got
+            assert ".tmp" not in got["msg"] + got["filename"], got
         got = in_child(lambda: mmarray.memmap(target, mode="w+", shape=(3,)))
         assert_permission_error(got, str(target))
     finally:
@@ -204,6 +210,47 @@ def test_named_memory_of_another_user_is_a_permission_error_naming_it(shm_name):
     assert_permission_error(in_child(lambda: mmarray.named(shm_name)), path)
     assert_permission_error(in_child(lambda: mmarray.unlink(shm_name)), path)
     assert os.path.exists(path) and (mmarray.named(shm_name) == 7).all()
+
+
+@pytest.mark.skipif(not ROOT, reason="giving an object to another user needs root")
+def test_named_memory_owned_by_another_user_is_refused_unless_owner_any(shm_name):
+    # its owner could truncate it under us: every access past the new end is SIGBUS
+    a = mmarray.named(shm_name, 4, "i8", create=True)
+    a[:] = 7
+    path = "/dev/shm/" + shm_name
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fchown(fd, NOBODY, NOBODY)
+    finally:
+        os.close(fd)
+    with pytest.raises(PermissionError) as ei:
+        mmarray.named(shm_name)
+    msg = str(ei.value)
+    assert ei.value.filename == path and f"uid {NOBODY}" in msg and "owner='any'" in msg, msg
+    assert "uid 0" in msg  # and who this process is
+    assert (mmarray.named(shm_name, owner="any") == 7).all()
+    assert in_child(lambda: int(mmarray.named(shm_name).sum())) == {"ok": True, "result": "28"}
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o666], ids=oct)
+def test_named_memory_that_others_may_write_is_refused_unless_owner_any(shm_name, mode):
+    a = mmarray.named(shm_name, 4, "i8", create=True)
+    a[:] = 7
+    path = "/dev/shm/" + shm_name
+    os.chmod(path, mode)
+    with pytest.raises(PermissionError) as ei:
+        mmarray.named(shm_name)
+    msg = str(ei.value)
+    assert ei.value.filename == path and oct(mode) in msg and "owner='any'" in msg, msg
+    assert (mmarray.named(shm_name, owner="any") == 7).all()
+    os.chmod(path, 0o644)  # readable by others is not writable by others
+    assert (mmarray.named(shm_name) == 7).all()
+
+
+def test_named_owner_must_be_self_or_any(shm_name):
+    with pytest.raises(ValueError, match="owner must be 'self' or 'any'"):
+        mmarray.named(shm_name, owner="me")
+    assert not os.path.exists("/dev/shm/" + shm_name)
 
 
 @pytest.mark.parametrize("umask", [0, 0o022, 0o077])
@@ -276,6 +323,80 @@ def test_bug_create_exist_ok_made_a_private_file_readable_to_others(tmp_path):
     path.chmod(0o640)
     mmarray.create(path, 2, "f8", exist_ok=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def poll_temporaries(d: pathlib.Path, keep: str, modes: list[int], stop: threading.Event) -> None:
+    """Until ``stop``, list ``d`` and record the mode of every file in it but ``keep``
+    (the temporaries ``create(..., exist_ok=True)`` makes beside it)."""
+    while not stop.is_set():
+        with os.scandir(d) as entries:
+            for e in entries:
+                if e.name != keep:
+                    try:
+                        modes.append(stat.S_IMODE(os.lstat(e.path).st_mode))
+                    except FileNotFoundError:
+                        pass
+
+
+def test_the_temporary_of_create_exist_ok_is_never_wider_than_the_file_it_replaces(tmp_path):
+    # another user polling the directory must never find the replacement of a private
+    # file with wider permissions, not even between its creation and its chmod
+    path = tmp_path / "private.raw"
+    path.write_bytes(b"secret")
+    path.chmod(0o600)
+
+    def replace_many() -> tuple[int, list[int]]:
+        modes: list[int] = []
+        stop = threading.Event()
+        poller = threading.Thread(target=poll_temporaries, args=(tmp_path, path.name, modes, stop))
+        poller.start()
+        try:
+            for i in range(20_000):  # at least 3,000 rounds and 300 temporaries seen
+                mmarray.create(path, 16, "u1", exist_ok=True)
+                if i >= 3_000 and len(modes) >= 300:
+                    break
+        finally:
+            stop.set()
+            poller.join(10)
+        return len(modes), sorted({oct(m) for m in modes if m & ~0o600})
+
+    got = in_child(replace_many, drop=False, umask=0o022)
+    assert got["ok"], got
+    seen, wider = ast.literal_eval(got["result"])
+    assert seen > 0, "the poller saw no temporary file"
+    assert wider == [], f"temporaries seen with modes {wider} (of {seen} seen)"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.skipif(not ROOT, reason="giving a file to another user needs root")
+def test_create_exist_ok_keeps_the_owner_and_group_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "theirs.npy"
+    np.save(path, np.arange(3))
+    os.chown(path, NOBODY, NOBODY)
+    path.chmod(0o640)
+    a = mmarray.create(path, 4, "f8", exist_ok=True, fill=2)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o640)
+    assert np.load(path).tolist() == [2.0] * 4 and a.sum() == 8
+
+
+@pytest.mark.skipif(not ROOT, reason="giving a file to another group needs root")
+def test_create_exist_ok_drops_the_group_bits_where_it_cannot_keep_the_group(world):
+    # nobody replaces its own group-readable file whose group (root's) it is not in:
+    # the new file's group is nobody's own, which must not read what root's group could
+    path = world / "group.npy"
+    np.save(path, np.arange(3))
+    os.chown(path, NOBODY, 0)
+    path.chmod(0o660)
+    world.chmod(0o777)
+    try:
+        got = in_child(lambda: mmarray.create(path, 4, "u1", exist_ok=True).shape)
+    finally:
+        world.chmod(0o755)
+    assert got["ok"], got
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o600)
 
 
 # ---- references: identity checked before mapping, and the receiver's permissions ----------

@@ -419,18 +419,35 @@ def test_pipe_both_ways(method):
     assert p.exitcode == 0
 
 
-def test_process_pool_executor_spawn():
+def _write_and_flag(a, value):
+    try:
+        a[...] = value
+    except ValueError as e:
+        return str(e)
+    return mmarray.region(a) is not None
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_process_pool_executor_shares_under_every_start_method(tmp_path, method):
     from concurrent.futures import ProcessPoolExecutor
 
     a = mmarray.anonymous((4, 256), "f8")
     a[...] = 2.0
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
-        total = ex.submit(np.sum, a[:, ::2]).result()
-        view = ex.submit(np.transpose, a[1:3]).result()
+    f = mmarray.create(tmp_path / "f.npy", (6, 100), "i4")
+    ro = mmarray.open(tmp_path / "f.npy", "r")
+    with ProcessPoolExecutor(2, mp_context=mp.get_context(method)) as ex:
+        total = ex.submit(np.sum, a[:, ::2]).result(timeout=60)
+        view = ex.submit(np.transpose, a[1:3]).result(timeout=60)
+        wrote = [ex.submit(_write_and_flag, x, 9) for x in (f[::-2, 3:], a[3], ro[1:])]
+        wrote = [w.result(timeout=60) for w in wrote]
     assert total == 4 * 128 * 2.0
     assert view.shape == (256, 2) and mmarray.region(view) is not None
     view[0, 0] = 5
     assert a[1, 0] == 5
+    # the workers' writes are seen here; the read-only array stayed read-only there
+    assert wrote == [True, True, "assignment destination is read-only"]
+    assert (f[::-2, 3:] == 9).all() and not f[::-2, :3].any() and not f[-2::-2].any()
+    assert (a[3] == 9).all()
 
 
 @pytest.mark.parametrize(

@@ -290,6 +290,38 @@ def test_windowed_int16_lane_raises_oserror_on_a_truncated_file(tmp_path, phase)
     assert out["after"] == {"value": 5.0}
 
 
+WINDOW64 = """
+path, truncated = sys.argv[1], int(sys.argv[2])
+a = mmarray.open(path, "r+", dtype="f8")
+before = np.array(_core._test_window_counts())
+os.truncate(path, truncated)
+out = {"bad": [attempt(lambda: mmarray.median(a, workers=w)) for w in (1, 2)]}
+out["counts"] = (np.array(_core._test_window_counts()) - before).tolist()
+os.truncate(path, a.nbytes)
+a[:] = 5
+out["after"] = attempt(lambda: mmarray.median(a, workers=2))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["sample", "pass"])
+def test_windowed_float64_lane_raises_oserror_on_a_truncated_file(tmp_path, phase):
+    # 16 chunks of 1 Mi float64: the first 64 Ki values of every chunk are the sample,
+    # then one pass reads all.  Cut inside chunk 8's sampled block the sample faults; cut
+    # in chunk 15 after its sampled block (all sampled blocks read) only the pass does.
+    path = tmp_path / "w64.raw"
+    n = 16 << 20
+    np.random.default_rng(9).standard_normal(n).tofile(path)
+    chunk = 8 << 20  # bytes
+    truncated = 8 * chunk + 100 if phase == "sample" else 15 * chunk + (1 << 20) + 100
+    out = child_json(WINDOW64, path, truncated)
+    assert out["counts"] == ([2, 0, 0] if phase == "sample" else [2, 2, 0])
+    for res in out["bad"]:
+        check_fault(res, path, 0, 8 * n, truncated)
+    assert out["after"] == {"value": 5.0}
+
+
 # ---- chaining: a SIGBUS outside mmarray's guards kills as before ------------------------------
 
 CHAIN = """

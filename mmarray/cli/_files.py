@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ def dig_holes(whole: np.ndarray[Any, Any]) -> int:
 
 
 def _punch(args: argparse.Namespace) -> str:
-    whole = mmarray.open(args.file, "r+", dtype="u1")
+    whole = mmarray.open(args.file, "r+", dtype="u1", offset=0)
     before = mmarray.disk_usage(whole).allocated
     dig_holes(whole)
     after = mmarray.disk_usage(whole).allocated
@@ -87,14 +88,22 @@ def _punch(args: argparse.Namespace) -> str:
 
 
 def _pages(args: argparse.Namespace, what: str) -> str:
-    whole = mmarray.open(args.file, dtype="u1")
+    whole = mmarray.open(args.file, dtype="u1", offset=0)
+    stayed = ""
     if what == "evict":
-        mmarray.evict(whole)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", mmarray.EvictionWarning)
+            mmarray.evict(whole)
+        for w in caught:
+            if isinstance(w.message, mmarray.EvictionWarning):
+                stayed = f"; {w.message.stayed} could not be evicted: {w.message.reason}"
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     else:
         mmarray.prefetch(whole)
     res = mmarray.residency(whole)
     share = f"{res.resident} of {res.pages} pages in the page cache ({res.fraction:.1%})"
-    return f"{args.file}: {share}"
+    return f"{args.file}: {share}{stayed}"
 
 
 def run(args: argparse.Namespace, failures: Failures) -> None:
@@ -154,7 +163,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("file", metavar="FILE", help="any regular file")
     p.set_defaults(run=run)
     for name, text in (
-        ("evict", "write back FILE's dirty pages and drop them from the page cache"),
+        (
+            "evict",
+            "write back FILE's dirty pages and drop them from the page cache (says how "
+            "many stayed, and why)",
+        ),
         ("prefetch", "load all of FILE into the page cache"),
     ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")

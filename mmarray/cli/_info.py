@@ -81,7 +81,7 @@ def _raw_extent(size: int, args: argparse.Namespace) -> tuple[tuple[int, ...], i
 
 def file_info(path: str, args: argparse.Namespace) -> dict[str, Any]:
     """The facts ``mmarray info`` reports about one file, as a JSON-ready dict."""
-    whole = mmarray.open(path, dtype="u1")  # the whole file, as bytes, mapped once
+    whole = mmarray.open(path, dtype="u1", offset=0)  # the whole file, as bytes, mapped once
     res = mmarray.residency(whole)  # first: reading the header makes the kernel read ahead
     out: dict[str, Any] = {"file": path}
     out.update(_layout(whole, args, path))

@@ -4,7 +4,8 @@
 made here holds a few hundred bytes (a file's path and identity, a byte offset,
 shape, strides, dtype); the worker that runs it maps the file where it lies. See
 ``docs/dask.md`` for the deployment on several machines (a shared file system, the
-same path or a path map).
+same path or a path map). ``median``, ``quantile``, ``percentile`` and their ``nan*``
+forms are numpy's exact statistics over any dask array.
 """
 
 try:
@@ -17,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised without dask installed
 from ._io import from_array, from_file, from_files
 from ._paths import path_map, resolve
 from ._refs import BlockRef, FileRef
+from ._stats import median, nanmedian, nanpercentile, nanquantile, percentile, quantile
 from ._write import FileTarget, file_target, to_file
 
 __all__ = [
@@ -27,7 +29,13 @@ __all__ = [
     "from_array",
     "from_file",
     "from_files",
+    "median",
+    "nanmedian",
+    "nanpercentile",
+    "nanquantile",
     "path_map",
+    "percentile",
+    "quantile",
     "resolve",
     "to_file",
 ]

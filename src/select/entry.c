@@ -1,5 +1,5 @@
 /* The selection engine's Python entry points: _core.select, _core.count_nan and the
- * test-only _core._test_window_counts. */
+ * test-only _core._test_window_counts (keyhist.c adds the distributed radix kernels). */
 #include "select.h"
 
 #include <errno.h>
@@ -58,8 +58,8 @@ sel_geometry(mm_sel *s, PyArrayObject *x, int r)
 
 /* Fills s from x (whose last r axes are the lane), the workers, progress and region.
  * Returns 0, or -1 with an exception set. */
-static int
-sel_init(mm_sel *s, PyObject *module, PyArrayObject *x, int r, int workers, PyObject *progress,
+int
+mm_sel_init(mm_sel *s, PyObject *module, PyArrayObject *x, int r, int workers, PyObject *progress,
          PyObject *region)
 {
     int D = PyArray_NDIM(x), rc = -1;
@@ -149,7 +149,7 @@ mm_select(PyObject *module, PyObject *args, PyObject *kwds)
     }
     x = (PyArrayObject *)xo;
     Py_INCREF(x); /* keeps the array (and the region it exports) alive while we run */
-    if (sel_init(&s, module, x, r, workers, progress, region) < 0)
+    if (mm_sel_init(&s, module, x, r, workers, progress, region) < 0)
         goto done;
     rk = sel_ranks(&s, ro);
     if (rk == NULL)
@@ -201,7 +201,7 @@ mm_count_nan(PyObject *module, PyObject *args, PyObject *kwds)
     }
     x = (PyArrayObject *)xo;
     Py_INCREF(x);
-    if (sel_init(&s, module, x, r, workers, progress, region) < 0)
+    if (mm_sel_init(&s, module, x, r, workers, progress, region) < 0)
         goto done;
     dims[0] = s.n_lanes;
     out = (PyArrayObject *)PyArray_ZEROS(1, dims, NPY_INTP, 0);
@@ -253,13 +253,17 @@ static PyMethodDef select_methods[] = {
     {"_test_window_counts", mm_test_window_counts, METH_NOARGS,
      "_test_window_counts()\n--\n\n"
      "For the tests only (not part of the API): (sampled, windowed, missed), the long\n"
-     "16-bit lanes since import whose first pass began with a sample, those then counted\n"
-     "through a window, and those the window missed (which took a second, plain pass)."},
+     "16-bit and 32/64-bit lanes since import whose first pass began with a sample, those\n"
+     "then counted through a window, and those the window missed (which took the plain\n"
+     "passes)."},
     {NULL, NULL, 0, NULL},
 };
 
 int
 mm_kernels_add(PyObject *module)
 {
-    return PyModule_AddFunctions(module, select_methods);
+    int rc = PyModule_AddFunctions(module, select_methods);
+    if (rc == 0)
+        rc = mm_keyhist_add(module);
+    return rc;
 }

@@ -9,7 +9,8 @@
  *   MM_SPECIAL  32/64-bit floats: the exponent's bits in the top 16 (their NaNs that share
  *               top bits with an infinity get the first-digit bin MM_NANBIN); else 0
  * and the file undefines them at its end.  No include guard: it is read once per dtype.
- * It needs select.h (mm_filter), keys.h and filter_hit.h (mm_filter_hit) first. */
+ * It needs select.h (mm_filter), keys.h, filter_hit.h (mm_filter_hit) and window64.h
+ * (mm_wstage) first. */
 
 #define MM_PASTE(name, type) name##_##type
 #define MM_NAME(name, type) MM_PASTE(name, type)
@@ -190,6 +191,27 @@ MM_FN(load)(const char *p, npy_intp cnt, npy_intp st, uint64_t *out)
 {
     for (npy_intp i = 0; i < cnt; i++, p += st)
         out[i] = MM_KEY(p);
+}
+
+/* wcount: the window pass (window64.h) over a run, one key at a time: per window, the
+ * keys below it counted and those inside staged; the largest key kept.  (The vector loop
+ * of simd.h does the long contiguous stretches first.) */
+static void
+MM_FN(wcount)(const char *p, npy_intp cnt, npy_intp st, mm_wpass *w, int tid)
+{
+    mm_wthread *t = &w->th[tid];
+    uint64_t mx = t->max;
+    const int nw = w->n_win;
+    for (npy_intp i = 0; i < cnt; i++, p += st) {
+        uint64_t k = MM_KEY(p);
+        mx = k > mx ? k : mx;
+        for (int j = 0; j < nw; j++) {
+            t->below[j] += k < w->lo[j];
+            if (k - w->lo[j] <= w->width[j])
+                mm_wstage(w, t, j, k);
+        }
+    }
+    t->max = mx;
 }
 
 static npy_intp

@@ -3,7 +3,8 @@
  * Every supported dtype is mapped to an order-preserving unsigned key of W bits:
  * unsigned ints as they are, signed ints with the sign bit flipped, floats with
  * the sign bit flipped for positives and all bits flipped for negatives.  Every
- * NaN becomes the all-ones key, so NaNs sort after +inf, as in numpy's sort.
+ * NaN becomes the all-ones key, so NaNs sort after +inf, as in numpy's sort; the
+ * all-ones key decodes to numpy's NaN (np.nan's bits: a positive quiet NaN).
  * Included by dtypes.c only (with the per-dtype loops of kernel_template.h). */
 #ifndef MM_SELECT_KEYS_H
 #define MM_SELECT_KEYS_H
@@ -158,6 +159,8 @@ store_f16(char *d, uint64_t k)
 {
     uint16_t k16 = (uint16_t)k;
     uint16_t v = (k16 & 0x8000u) ? (uint16_t)(k16 ^ 0x8000u) : (uint16_t)~k16;
+    if (k16 == 0xFFFFu)
+        v = 0x7E00u; /* a NaN: np.nan's bits, not the all-ones key's 0x7FFF */
     memcpy(d, &v, 2);
 }
 
@@ -180,6 +183,8 @@ store_f32(char *d, uint64_t k)
 {
     uint32_t k32 = (uint32_t)k;
     uint32_t v = (k32 & 0x80000000u) ? (k32 ^ 0x80000000u) : ~k32;
+    if (k32 == 0xFFFFFFFFu)
+        v = 0x7FC00000u; /* a NaN: np.nan's bits */
     memcpy(d, &v, 4);
 }
 
@@ -200,6 +205,8 @@ static void
 store_f64(char *d, uint64_t k)
 {
     uint64_t v = (k & 0x8000000000000000u) ? (k ^ 0x8000000000000000u) : ~k;
+    if (k == UINT64_MAX)
+        v = 0x7FF8000000000000u; /* a NaN: np.nan's bits */
     memcpy(d, &v, 8);
 }
 

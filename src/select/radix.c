@@ -1,4 +1,5 @@
-/* Radix selection of long lanes, one after the other: the first digit's histogram
+/* Radix selection of long lanes, one after the other (32- and 64-bit lanes try the
+ * one-pass window of window64.c first): the first digit's histogram
  * (hist.c, or window.c for 16-bit integers), then, for 32- and 64-bit keys, filtered
  * passes that gather each small bucket into memory (arena.c) and select there
  * (memselect.c), or histogram the next 16 bits of a big one, until every wanted rank's
@@ -355,7 +356,7 @@ done:
 static int
 select_long(mm_sel *s, npy_intp l, uint64_t *outk)
 {
-    int W = s->type->key_bits, nbins = W == 8 ? 256 : 65536, rc = -1;
+    int W = s->type->key_bits, nbins = W == 8 ? 256 : 65536, rc = -1, win = 0;
     mm_lane_state ls;
     memset(&ls, 0, sizeof(ls));
     ls.levels = W == 8 ? 1 : W / 16;
@@ -375,10 +376,17 @@ select_long(mm_sel *s, npy_intp l, uint64_t *outk)
         PyErr_NoMemory();
         goto done;
     }
-    if (first_digit(s, &ls) < 0)
+    if (mm_window64_applies(s, ls.n_chunks)) { /* one pass, if the sample says where */
+        win = mm_window64_select(s, ls.n_chunks, outk, ls.pbase, ls.pspan);
+        if (win < 0)
+            goto done;
+        ls.pbase += win ? 0.0 : ls.pspan * 0.5;
+        ls.pspan *= win ? 1.0 : 0.5;
+    }
+    if (!win && first_digit(s, &ls) < 0)
         goto done;
     /* later passes: gather small buckets, histogram the next digit of big ones */
-    while (ls.n_pend > 0)
+    while (!win && ls.n_pend > 0)
         if (pass_once(s, &ls) < 0)
             goto done;
     rc = 0;

@@ -87,6 +87,8 @@ typedef struct {
 
 /* ---- the kernel table (dtypes.c) ------------------------------------------------- */
 
+typedef struct mm_wpass mm_wpass; /* the one pass of a 32/64-bit window (window64.h) */
+
 /* The loops of one dtype over one strided run (p, count, stride), from kernel_template.h. */
 typedef struct {
     char kind;        /* numpy's dtype kind ('b', 'u', 'i', 'f') */
@@ -106,6 +108,9 @@ typedef struct {
     void (*rawmap)(const uint64_t *keymap, uint64_t *rawmap);
     /* the key's top digit of the value whose stored top 16 bits are raw */
     uint32_t (*keytop)(uint32_t raw, unsigned low);
+    /* the window pass of a 32/64-bit lane (window64.c): counts below and inside each
+     * window, the keys inside staged, the largest key kept, by thread tid */
+    void (*wcount)(const char *p, npy_intp count, npy_intp stride, mm_wpass *w, int tid);
 } mm_type;
 
 /* The table row for a dtype, or NULL (byte-swapped, complex, object, ...). */
@@ -145,6 +150,7 @@ typedef struct {
     uint32_t win_lo, win_hi; /* the keys the other chunks count bin by bin */
     uint64_t *win_outside;   /* per thread, 8 apart: keys below the window, above it */
     double *win_mean;     /* per sampled chunk: its mean key */
+    struct mm_w64 *win64; /* the window of a 32/64-bit long lane (window64.c) */
     mm_filter filter;
     uint64_t *out_keys;   /* keys of the current long lane's ranks */
     /* short lanes */
@@ -262,6 +268,14 @@ int mm_first_digit_window(mm_sel *s, npy_intp ntasks, uint64_t *total, uint64_t 
                           double ps);
 /* Lanes since import that took the windowed first pass: sampled, windowed, missed. */
 void mm_window_test_counts(long long counts[3]);
+/* Counts one lane as sampled (0), windowed (1) or missed (2), for the test counts. */
+void mm_window_note(int which);
+/* Whether a long 32/64-bit lane of n_chunks chunks is tried through the window. */
+int mm_window64_applies(const mm_sel *s, npy_intp n_chunks);
+/* The keys of the current lane's ranks into outk in one pass, through windows that a
+ * sample chose (window64.c).  Returns 1 (done), 0 (no window, or the sample misled:
+ * take the radix passes) or -1 (an exception).  progress runs from pb over ps. */
+int mm_window64_select(mm_sel *s, npy_intp n_chunks, uint64_t *outk, double pb, double ps);
 
 /* ---- short lanes (short.c) and NaN counts (nans.c) ------------------------------------- */
 
@@ -269,5 +283,14 @@ void mm_window_test_counts(long long counts[3]);
 int mm_select_short_lanes(mm_sel *s);
 /* NaNs per lane of s into counts (n_lanes of them, zeroed).  Returns 0 or -1. */
 int mm_count_lane_nans(mm_sel *s, npy_intp *counts);
+
+/* ---- the call's state from Python's arguments (entry.c), the dask kernels (keyhist.c) -- */
+
+/* Fills s from x (whose last r axes are the lane), the workers, progress and region.
+ * Returns 0, or -1 with an exception set. */
+int mm_sel_init(mm_sel *s, PyObject *module, PyArrayObject *x, int r, int workers,
+                PyObject *progress, PyObject *region);
+/* Adds _core.key_histogram, key_collect and key_values to the module; 0 or -1. */
+int mm_keyhist_add(PyObject *module);
 
 #endif

@@ -1,10 +1,12 @@
-/* The SIMD parts of the 16-bit window (window.c), behind small helpers that take the
- * longest stretch of a contiguous run they handle and move the caller's index past it;
- * the caller finishes the run element by element.  Without SSE2 they do nothing. */
+/* The SIMD parts of the 16-bit window (window.c) and of the 32/64-bit window pass
+ * (window64.c), behind small helpers that take the longest stretch of a contiguous run
+ * they handle and move the caller's index past it; the caller finishes the run element
+ * by element.  Without SSE2 (16-bit) or AVX2 at run time (32/64-bit) they do nothing. */
 #ifndef MM_SELECT_SIMD_H
 #define MM_SELECT_SIMD_H
 
 #include "select.h"
+#include "window64.h"
 
 #include <string.h>
 
@@ -111,6 +113,298 @@ mm_keysum_simd(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint64_t *
                npy_intp *ip)
 {
     (void)p, (void)cnt, (void)st, (void)kx, (void)sum, (void)ip;
+}
+
+#endif
+
+/* ---- the 32/64-bit window pass (window64.c): AVX2, chosen at run time --------------- */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define MM_AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
+
+/* The signed key of four 64-bit values (its order is the key's, and key = skey ^ sign):
+ * kind 0 unsigned, 1 signed, 2 float (NaN: the largest).  Floats pick by the sign bit
+ * and find NaN by an unordered compare, so no 64-bit integer compare (one port) is
+ * spent on the key. */
+MM_AVX2_INLINE __m256i
+mm_skey64(__m256i v, int kind)
+{
+    const __m256i sign = _mm256_set1_epi64x(INT64_MIN), absm = _mm256_set1_epi64x(INT64_MAX);
+    __m256i k = v;
+    if (kind == 0)
+        k = _mm256_xor_si256(v, sign);
+    else if (kind == 2) {
+        __m256d d = _mm256_castsi256_pd(v), nan = _mm256_cmp_pd(d, d, _CMP_UNORD_Q);
+        __m256d f = _mm256_blendv_pd(d, _mm256_castsi256_pd(_mm256_xor_si256(v, absm)), d);
+        k = _mm256_castpd_si256(_mm256_blendv_pd(f, _mm256_castsi256_pd(absm), nan));
+    }
+    return k;
+}
+
+/* The same for eight 32-bit values. */
+MM_AVX2_INLINE __m256i
+mm_skey32(__m256i v, int kind)
+{
+    const __m256i sign = _mm256_set1_epi32(INT32_MIN), absm = _mm256_set1_epi32(INT32_MAX);
+    __m256i k = v;
+    if (kind == 0)
+        k = _mm256_xor_si256(v, sign);
+    else if (kind == 2) {
+        __m256 d = _mm256_castsi256_ps(v), nan = _mm256_cmp_ps(d, d, _CMP_UNORD_Q);
+        __m256 f = _mm256_blendv_ps(d, _mm256_castsi256_ps(_mm256_xor_si256(v, absm)), d);
+        k = _mm256_castps_si256(_mm256_blendv_ps(f, _mm256_castsi256_ps(absm), nan));
+    }
+    return k;
+}
+
+/* The lanes' counts into thread t's, and their largest signed key (W bits) into its max. */
+MM_AVX2_INLINE void
+mm_w64_avx2_reduce(const __m256i *acc, __m256i mx, int W, int nw, mm_wthread *t)
+{
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    for (int j = 0; j < nw; j++) {
+        int64_t l64[4];
+        int32_t l32[8];
+        _mm256_storeu_si256((__m256i *)(void *)l64, acc[j]);
+        _mm256_storeu_si256((__m256i *)(void *)l32, acc[j]);
+        for (int l = 0; l < 256 / W; l++)
+            t->below[j] += W == 64 ? (uint64_t)l64[l] : (uint64_t)(uint32_t)l32[l];
+    }
+    for (int l = 0; l < 256 / W; l++) {
+        uint64_t k = 0;
+        memcpy(&k, (const char *)&mx + (ptrdiff_t)l * (W / 8), (size_t)(W / 8));
+        k ^= sb;
+        t->max = k > t->max ? k : t->max;
+    }
+}
+
+/* The keys inside some window among the lanes of k (one bit a lane), staged: lane l is
+ * inside window j when its lo[j] <= k <= hi[j]; nw windows. */
+MM_AVX2_INLINE void
+mm_w64_avx2_inside(__m256i k, unsigned in, int W, int nw, const __m256i *vlo,
+                   const __m256i *vhi, mm_wpass *w, mm_wthread *t)
+{
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    unsigned char lanes[32];
+    _mm256_storeu_si256((__m256i *)(void *)lanes, k);
+    while (in != 0) { /* the rare keys inside a window */
+        int l = __builtin_ctz(in);
+        uint64_t key = 0;
+        memcpy(&key, lanes + (ptrdiff_t)l * (W / 8), (size_t)(W / 8));
+        key ^= sb;
+        for (int j = 0; j < nw; j++) /* windows are disjoint: one holds it */
+            if (key - w->lo[j] <= w->width[j])
+                mm_wstage(w, t, j, key);
+        in &= in - 1;
+    }
+    (void)vlo, (void)vhi;
+}
+
+/* The window pass over values [*ip, cnt) of a contiguous run of W-bit values (W = 32 or
+ * 64: 256 / W a vector) with nw windows (a literal 1 lets the compiler drop that loop).
+ * Per window the keys below it are counted in vector lanes (acc); a lane is inside some
+ * window when the windows above it (lo > k) and below it (hi < k) do not add up to nw,
+ * and only such rare vectors leave the loop's straight line.  The largest key is kept,
+ * updated only when a lane exceeds it (no chain through every vector).  A run is at most
+ * a chunk, so 32-bit lane counters do not overflow. */
+MM_AVX2_INLINE void
+mm_w64_avx2_run(const char *p, npy_intp cnt, int W, int kind, int nw, mm_wpass *w, int tid,
+                npy_intp *ip)
+{
+    mm_wthread *t = &w->th[tid];
+    const int L = 256 / W;
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    __m256i vlo[MM_WMAX], vhi[MM_WMAX], acc[MM_WMAX], mx, vnw;
+    npy_intp i = *ip;
+    for (int j = 0; j < nw; j++) {
+        uint64_t top = W == 64 ? UINT64_MAX : UINT32_MAX, lo = w->lo[j];
+        uint64_t hi = w->width[j] > top - lo ? top : lo + w->width[j];
+        vlo[j] = W == 64 ? _mm256_set1_epi64x((long long)(lo ^ sb))
+                         : _mm256_set1_epi32((int)(uint32_t)(lo ^ sb));
+        vhi[j] = W == 64 ? _mm256_set1_epi64x((long long)(hi ^ sb))
+                         : _mm256_set1_epi32((int)(uint32_t)(hi ^ sb));
+        acc[j] = _mm256_setzero_si256();
+    }
+    mx = W == 64 ? _mm256_set1_epi64x(INT64_MIN) : _mm256_set1_epi32(INT32_MIN);
+    vnw = W == 64 ? _mm256_set1_epi64x(-nw) : _mm256_set1_epi32(-nw);
+    for (; cnt - i >= L; i += L) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + (W / 8) * i));
+        __m256i k = W == 64 ? mm_skey64(v, kind) : mm_skey32(v, kind);
+        __m256i up = W == 64 ? _mm256_cmpgt_epi64(k, mx) : _mm256_cmpgt_epi32(k, mx);
+        __m256i out = _mm256_setzero_si256();
+        unsigned in;
+        if (!_mm256_testz_si256(up, up))
+            mx = W == 64 ? _mm256_blendv_epi8(mx, k, up) : _mm256_max_epi32(mx, k);
+        for (int j = 0; j < nw; j++) {
+            __m256i b = W == 64 ? _mm256_cmpgt_epi64(vlo[j], k) : _mm256_cmpgt_epi32(vlo[j], k);
+            __m256i a = W == 64 ? _mm256_cmpgt_epi64(k, vhi[j]) : _mm256_cmpgt_epi32(k, vhi[j]);
+            acc[j] = W == 64 ? _mm256_sub_epi64(acc[j], b) : _mm256_sub_epi32(acc[j], b);
+            out = W == 64 ? _mm256_add_epi64(out, _mm256_add_epi64(a, b))
+                          : _mm256_add_epi32(out, _mm256_add_epi32(a, b));
+        }
+        /* a lane outside every window has out == -nw */
+        out = W == 64 ? _mm256_cmpeq_epi64(out, vnw) : _mm256_cmpeq_epi32(out, vnw);
+        in = ~(unsigned)(W == 64 ? _mm256_movemask_pd(_mm256_castsi256_pd(out))
+                                 : _mm256_movemask_ps(_mm256_castsi256_ps(out))) &
+             ((1u << L) - 1);
+        if (in != 0)
+            mm_w64_avx2_inside(k, in, W, nw, vlo, vhi, w, t);
+    }
+    mm_w64_avx2_reduce(acc, mx, W, nw, t);
+    *ip = i;
+}
+
+/* An ordered compare of W-bit floats as bit patterns: lanes of a below b (below = 1), or
+ * lanes of a not at or below b, NaN included (below = 0); all ones where true. */
+MM_AVX2_INLINE __m256i
+mm_fcmp(__m256i a, __m256i b, int W, int below)
+{
+    __m256i r;
+    if (W == 64)
+        r = _mm256_castpd_si256(below ? _mm256_cmp_pd(_mm256_castsi256_pd(a),
+                                                      _mm256_castsi256_pd(b), _CMP_LT_OQ)
+                                      : _mm256_cmp_pd(_mm256_castsi256_pd(a),
+                                                      _mm256_castsi256_pd(b), _CMP_NLE_UQ));
+    else
+        r = _mm256_castps_si256(below ? _mm256_cmp_ps(_mm256_castsi256_ps(a),
+                                                      _mm256_castsi256_ps(b), _CMP_LT_OQ)
+                                      : _mm256_cmp_ps(_mm256_castsi256_ps(a),
+                                                      _mm256_castsi256_ps(b), _CMP_NLE_UQ));
+    return r;
+}
+
+/* A new largest key among the lanes of k (signed keys) into *mx, and as a float bound
+ * *mxf: a later value is looked at only if it is not below *mxf (or is NaN). */
+MM_AVX2_INLINE void
+mm_w64_avx2_fmax(__m256i k, int W, __m256i *mx, __m256i *mxf)
+{
+    const uint64_t sb = W == 64 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+    unsigned char lanes[32];
+    uint64_t best = 0, bits;
+    _mm256_storeu_si256((__m256i *)(void *)lanes, k);
+    memcpy(&best, (const char *)mx, (size_t)(W / 8)); /* lane 0 holds the broadcast max */
+    best ^= sb;
+    for (int l = 0; l < 256 / W; l++) {
+        uint64_t key = 0;
+        memcpy(&key, lanes + (ptrdiff_t)l * (W / 8), (size_t)(W / 8));
+        key ^= sb;
+        best = key > best ? key : best;
+    }
+    bits = best ^ sb; /* the signed key; as a float's bits: */
+    *mx = W == 64 ? _mm256_set1_epi64x((long long)bits) : _mm256_set1_epi32((int)(uint32_t)bits);
+    if (best == (W == 64 ? UINT64_MAX : UINT32_MAX)) /* a NaN: only NaN and inf look again */
+        bits = W == 64 ? 0x7FF0000000000000u : 0x7F800000u;
+    else if (best & sb) /* a positive float: its bits are its key's less the sign bit */
+        bits = best ^ sb;
+    else
+        bits = ~best & (W == 64 ? UINT64_MAX : UINT32_MAX);
+    *mxf = W == 64 ? _mm256_set1_epi64x((long long)bits) : _mm256_set1_epi32((int)(uint32_t)bits);
+}
+
+/* mm_w64_avx2_run for floats whose windows' ends are ordinary floats (w->fp_ok): the
+ * values are compared as floats, which spares the key transform and uses two ports;
+ * the rare lanes inside a window and new maxima go by their keys, exactly. */
+MM_AVX2_INLINE void
+mm_w64_avx2_frun(const char *p, npy_intp cnt, int W, int nw, mm_wpass *w, int tid,
+                 npy_intp *ip)
+{
+    mm_wthread *t = &w->th[tid];
+    const int L = 256 / W;
+    __m256i vlo[MM_WMAX], vhi[MM_WMAX], acc[MM_WMAX], mx, mxf, vnw;
+    npy_intp i = *ip;
+    for (int j = 0; j < nw; j++) {
+        vlo[j] = W == 64 ? _mm256_set1_epi64x((long long)w->flo[j])
+                         : _mm256_set1_epi32((int)(uint32_t)w->flo[j]);
+        vhi[j] = W == 64 ? _mm256_set1_epi64x((long long)w->fhi[j])
+                         : _mm256_set1_epi32((int)(uint32_t)w->fhi[j]);
+        acc[j] = _mm256_setzero_si256();
+    }
+    mx = W == 64 ? _mm256_set1_epi64x(INT64_MIN) : _mm256_set1_epi32(INT32_MIN);
+    mxf = W == 64 ? _mm256_set1_epi64x((long long)0xFFF0000000000000u)
+                  : _mm256_set1_epi32((int)0xFF800000u); /* -inf: the first vector looks */
+    vnw = W == 64 ? _mm256_set1_epi64x(-nw) : _mm256_set1_epi32(-nw);
+    for (; cnt - i >= L; i += L) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + (W / 8) * i));
+        __m256i out = _mm256_setzero_si256(), vge; /* lanes not below mxf, or NaN: */
+        unsigned in;
+        if (W == 64)
+            vge = _mm256_castpd_si256(_mm256_cmp_pd(_mm256_castsi256_pd(v),
+                                                    _mm256_castsi256_pd(mxf), _CMP_NLT_UQ));
+        else
+            vge = _mm256_castps_si256(_mm256_cmp_ps(_mm256_castsi256_ps(v),
+                                                    _mm256_castsi256_ps(mxf), _CMP_NLT_UQ));
+        if (!_mm256_testz_si256(vge, vge))
+            mm_w64_avx2_fmax(W == 64 ? mm_skey64(v, 2) : mm_skey32(v, 2), W, &mx, &mxf);
+        for (int j = 0; j < nw; j++) {
+            __m256i b = mm_fcmp(v, vlo[j], W, 1), a = mm_fcmp(v, vhi[j], W, 0);
+            acc[j] = W == 64 ? _mm256_sub_epi64(acc[j], b) : _mm256_sub_epi32(acc[j], b);
+            out = W == 64 ? _mm256_add_epi64(out, _mm256_add_epi64(a, b))
+                          : _mm256_add_epi32(out, _mm256_add_epi32(a, b));
+        }
+        out = W == 64 ? _mm256_cmpeq_epi64(out, vnw) : _mm256_cmpeq_epi32(out, vnw);
+        in = ~(unsigned)(W == 64 ? _mm256_movemask_pd(_mm256_castsi256_pd(out))
+                                 : _mm256_movemask_ps(_mm256_castsi256_ps(out))) &
+             ((1u << L) - 1);
+        if (in != 0)
+            mm_w64_avx2_inside(W == 64 ? mm_skey64(v, 2) : mm_skey32(v, 2), in, W, nw, vlo, vhi,
+                               w, t);
+    }
+    mm_w64_avx2_reduce(acc, mx, W, nw, t);
+    *ip = i;
+}
+
+/* mm_w64_avx2_run with W, kind and (for one window) nw as literals. */
+#define MM_W64_RUNS(W, kind)                                                                 \
+    do {                                                                                     \
+        if (w->n_win == 1)                                                                   \
+            mm_w64_avx2_run(p, cnt, W, kind, 1, w, tid, ip);                                 \
+        else                                                                                 \
+            mm_w64_avx2_run(p, cnt, W, kind, w->n_win, w, tid, ip);                          \
+    } while (0)
+
+__attribute__((target("avx2"))) static inline void
+mm_w64_avx2(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid, npy_intp *ip)
+{
+    if (W == 64 && kind == 0)
+        MM_W64_RUNS(64, 0);
+    else if (W == 64 && kind == 1)
+        MM_W64_RUNS(64, 1);
+    else if (W == 64 && w->fp_ok && w->n_win == 1)
+        mm_w64_avx2_frun(p, cnt, 64, 1, w, tid, ip);
+    else if (W == 64 && w->fp_ok)
+        mm_w64_avx2_frun(p, cnt, 64, w->n_win, w, tid, ip);
+    else if (W == 64)
+        MM_W64_RUNS(64, 2);
+    else if (kind == 0)
+        MM_W64_RUNS(32, 0);
+    else if (kind == 1)
+        MM_W64_RUNS(32, 1);
+    else if (w->fp_ok && w->n_win == 1)
+        mm_w64_avx2_frun(p, cnt, 32, 1, w, tid, ip);
+    else if (w->fp_ok)
+        mm_w64_avx2_frun(p, cnt, 32, w->n_win, w, tid, ip);
+    else
+        MM_W64_RUNS(32, 2);
+}
+
+/* The window pass (window64.h) over a contiguous run of 32- or 64-bit values of kind
+ * (0 unsigned, 1 signed, 2 float), from *ip on, where the CPU has AVX2. */
+static inline void
+mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,
+                  npy_intp *ip)
+{
+    if (cnt - *ip >= 64 && __builtin_cpu_supports("avx2"))
+        mm_w64_avx2(p, cnt, kind, W, w, tid, ip);
+}
+
+#else /* not x86-64: the scalar loop does every element */
+
+static inline void
+mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,
+                  npy_intp *ip)
+{
+    (void)p, (void)cnt, (void)kind, (void)W, (void)w, (void)tid, (void)ip;
 }
 
 #endif

@@ -28,6 +28,13 @@ mm_window_test_counts(long long counts[3])
     counts[2] = (long long)atomic_load(&mm_win_missed);
 }
 
+void
+mm_window_note(int which)
+{
+    atomic_fetch_add(which == 0 ? &mm_win_sampled : which == 1 ? &mm_win_windowed : &mm_win_missed,
+                     1);
+}
+
 int
 mm_window_applies(const mm_sel *s, npy_intp n_chunks)
 {

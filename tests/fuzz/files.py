@@ -49,12 +49,33 @@ from .sources import (
 # ---- open (raw) --------------------------------------------------------------------------
 
 
+def _npy_blob() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.arange(6, dtype="<i8"))
+    return buf.getvalue()
+
+
+NPY_BLOB = _npy_blob()
+
+
 def open_raw_model(
-    kind: str, mode: Any, dt: np.dtype | None, shape: Any, offset: Any, order: Any, size: int
+    kind: str,
+    mode: Any,
+    dt: np.dtype | None,
+    shape: Any,
+    offset: Any,
+    order: Any,
+    size: int,
+    npy: bool = False,
 ) -> tuple[bool, Any, bool]:
-    """When must open succeed?  (valid, the shape it maps, whether the mapping is big)."""
+    """When must open succeed?  (valid, the shape it maps, whether the mapping is big).
+    No ``offset`` is 0, but refuses a ``*.npy`` file that starts with the magic (``npy``)."""
     shp = None if shape is None else norm_shape(shape)
     big = False
+    if offset is None:
+        if npy:
+            return False, shp, big
+        offset = 0
     valid = (
         kind == "file"
         and isinstance(mode, str)
@@ -103,7 +124,11 @@ def check_opened(
 
 
 @given(
-    content=st.one_of(st.binary(max_size=200), st.integers(0, 3 * PAGE).map(lambda n: b"\x05" * n)),
+    content=st.one_of(
+        st.binary(max_size=200),
+        st.integers(0, 3 * PAGE).map(lambda n: b"\x05" * n),
+        st.just(NPY_BLOB),  # a .npy file opened raw: refused without offset=
+    ),
     sparse=st.sampled_from([0] * 6 + [PAGE * 300, SPARSE_MAX]),
     path=st.data(),
     mode=modes_open,
@@ -114,7 +139,8 @@ def check_opened(
 )
 def t_open_raw(content, sparse, path, mode, dtype, shape, offset, order):
     count("open_raw")
-    arg, kind = path.draw(fuzz_paths(exists=content))
+    suffix = ".npy" if content == NPY_BLOB and path.draw(st.booleans()) else ""
+    arg, kind = path.draw(fuzz_paths(suffix=suffix, exists=content))
     if kind == "file" and sparse:
         os.truncate(arg, sparse)
     size = os.stat(arg).st_size if kind == "file" else 0
@@ -123,7 +149,13 @@ def t_open_raw(content, sparse, path, mode, dtype, shape, offset, order):
         lambda: mmarray.open(arg, mode, dtype=dtype, shape=shape, offset=offset, order=order),
     )
     dt = dtype_or_none(dtype)
-    valid, shp, big = open_raw_model(kind, mode, dt, shape, offset, order, size)
+    npy = (
+        kind == "file"
+        and bytes(content[:6]) == b"\x93NUMPY"
+        and os.fsdecode(os.fspath(arg)).endswith(".npy")
+    )
+    valid, shp, big = open_raw_model(kind, mode, dt, shape, offset, order, size, npy)
+    offset = 0 if offset is None else offset
     if not ok:
         assert not valid or (big and isinstance(res, OSError) and res.errno == errno.ENOMEM), (
             f"refused a valid open: {res!r}"
@@ -231,6 +263,7 @@ def t_open_npy(arr, fortran, version, data, mode, extra, where):
         shm = "/dev/shm/" + name
         with open(shm, "wb") as f:
             f.write(blob)
+        os.chmod(shm, 0o600)  # under any umask: named() refuses group-writable memory
         try:
             ok, res = attempt("named", lambda: mmarray.named(name))
         finally:

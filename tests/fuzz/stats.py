@@ -106,7 +106,7 @@ def run_both(
 
 
 def check_stat_outcome(
-    func: str, workers: Any, ours: tuple[bool, Any], numpys: tuple[bool, Any]
+    func: str, workers: Any, ours: tuple[bool, Any], numpys: tuple[bool, Any], inp: Any
 ) -> None:
     """numpy's result, or numpy's exception; a bad workers is refused whatever numpy says."""
     (ok, res), (ref_ok, ref) = ours, numpys
@@ -115,7 +115,7 @@ def check_stat_outcome(
         return
     if ref_ok:
         assert ok, f"{func} refused what numpy computes: {res!r}"
-        assert_same_result(res, ref)
+        assert_same_result(res, ref, inp=inp)
     else:
         # the same exception as numpy's (numpy may raise ZeroDivisionError, for one)
         assert not ok, f"{func} computed what numpy refuses ({ref!r}): {res!r}"
@@ -160,7 +160,7 @@ def t_stats(func, inp, q, axis, method, keepdims, overwrite, workers, use_out, w
     if before is not None:
         assert np.array(a, copy=True).tobytes() == before.tobytes(), "the input was modified"
     assert all(0.0 <= f <= 1.0 for f in seen) and seen == sorted(seen), seen
-    check_stat_outcome(func, workers, (ok, res), (ref_ok, ref))
+    check_stat_outcome(func, workers, (ok, res), (ref_ok, ref), a)
 
 
 # ---- median_estimate vs a model ----------------------------------------------------------
@@ -205,6 +205,6 @@ def t_median_estimate(inp, chunk, workers):
         ref_ok, ref = numpy_outcome(lambda: median_estimate_model(a, chunk, workers))
     if ref_ok:
         assert ok, f"median_estimate refused: {res!r}"
-        assert_same_result(res, ref)
+        assert_same_result(res, ref, inp=a)
     else:
         assert not ok, f"median_estimate computed what the model refuses ({ref!r})"

@@ -1,0 +1,65 @@
+/* The one pass of the sampled window of a long 32- or 64-bit lane (window64.c): the
+ * windows of keys it counts and gathers, each thread's counters and staging, and the
+ * step for one key inside a window.  Included by dtypes.c (the per-dtype scalar loop of
+ * kernel_template.h), simd.h (the vector loop) and window64.c. */
+#ifndef MM_SELECT_WINDOW64_H
+#define MM_SELECT_WINDOW64_H
+
+#include "select.h"
+
+#include <string.h>
+
+#define MM_WMAX 24   /* windows of one pass, at most */
+#define MM_WSTAGE 32 /* keys a thread stages per window before a write to its buffer */
+
+/* One thread's share of the pass, on cache lines of its own. */
+typedef struct {
+    _Alignas(64) uint64_t below[MM_WMAX]; /* keys below window j's lowest key */
+    uint64_t inside[MM_WMAX];             /* keys inside window j */
+    uint64_t max;                         /* the largest key seen */
+    int staged[MM_WMAX];
+    uint64_t stage[MM_WMAX][MM_WSTAGE];
+} mm_wthread;
+
+/* The windows of one pass (sorted, disjoint) and their buffers. */
+struct mm_wpass {
+    int n_win;
+    uint64_t lo[MM_WMAX], width[MM_WMAX]; /* window j: keys lo[j] .. lo[j] + width[j] */
+    uint64_t *buf[MM_WMAX];               /* window j's gathered keys (cap 0: counted only) */
+    long long cap[MM_WMAX];
+    atomic_llong fill[MM_WMAX];           /* keys offered to buf[j] (more than cap: lost) */
+    mm_wthread *th;                       /* per thread */
+    /* floats whose windows' ends are ordinary floats (not +-0, not NaN, no window up to
+     * the NaN key): the ends as floats' bits, compared as floats (simd.h) */
+    int fp_ok;
+    uint64_t flo[MM_WMAX], fhi[MM_WMAX];
+};
+
+/* Moves thread t's staged keys of window j into the window's buffer, as far as it has
+ * room (a window that overflows is found after the pass: its counts exceed cap). */
+static inline void
+mm_wflush(mm_wpass *w, mm_wthread *t, int j)
+{
+    long long n = t->staged[j];
+    long long at = atomic_fetch_add_explicit(&w->fill[j], n, memory_order_relaxed);
+    long long room = w->cap[j] - at;
+    if (n > room)
+        n = room > 0 ? room : 0;
+    if (n > 0)
+        memcpy(w->buf[j] + at, t->stage[j], (size_t)n * sizeof(uint64_t));
+    t->staged[j] = 0;
+}
+
+/* Key k lies inside window j: counted, and staged unless the window is one key. */
+static inline void
+mm_wstage(mm_wpass *w, mm_wthread *t, int j, uint64_t k)
+{
+    t->inside[j]++;
+    if (w->cap[j] > 0) {
+        t->stage[j][t->staged[j]++] = k;
+        if (t->staged[j] == MM_WSTAGE)
+            mm_wflush(w, t, j);
+    }
+}
+
+#endif
