@@ -8,7 +8,7 @@ import os
 import secrets
 import stat
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -135,6 +135,9 @@ def _open_mapped(
         reg = Region.open(path, 0, start, access=access, shared=shared)
     try:
         if dt is None:
+            fast = _open_npy_at_rest(reg, shp, offset)
+            if fast is not None:
+                return fast
             # under grow's lock, shared: the header and the size are those of one moment
             fd = reg.dup()
             try:
@@ -215,8 +218,35 @@ def _pages_at_open(
     return arr
 
 
-def _open_npy(reg: Region, shape: tuple[int, ...] | None, offset: int) -> np.ndarray[Any, Any]:
-    """Build the array of a mapped .npy file (reg maps the whole file). The header is
+def _open_npy_at_rest(
+    reg: Region, shape: tuple[int, ...] | None, offset: int
+) -> np.ndarray[Any, Any] | None:
+    """The array of a mapped .npy file whose header's data ends exactly at the file's
+    end, read without grow's lock; None for anything else (read again under the lock).
+
+    Such a header and size are those of one moment: a grow extends the file before it
+    rewrites the header (its commit), so a header read during a grow sees a file longer
+    than the header says, and a torn header's shape could match the size only by being
+    the new one. This saves the lock's syscalls on every open of a file at rest."""
+    try:
+        return _open_npy(reg, shape, offset, at_rest=True)
+    except ValueError:
+        return None
+
+
+@overload
+def _open_npy(
+    reg: Region, shape: tuple[int, ...] | None, offset: int, at_rest: Literal[False] = ...
+) -> np.ndarray[Any, Any]: ...
+@overload
+def _open_npy(
+    reg: Region, shape: tuple[int, ...] | None, offset: int, at_rest: bool
+) -> np.ndarray[Any, Any] | None: ...
+def _open_npy(
+    reg: Region, shape: tuple[int, ...] | None, offset: int, at_rest: bool = False
+) -> np.ndarray[Any, Any] | None:
+    """Build the array of a mapped .npy file (reg maps the whole file); with ``at_rest``,
+    None unless the header's data ends exactly at the file's end. The header is
     read with ``pread`` from the region's own descriptor, not through the mapping: a
     first touch of the mapping (a page fault, then page tables to tear down at unmap)
     costs more than the whole open (see `mmarray._npy.read_head`)."""
@@ -242,6 +272,8 @@ def _open_npy(reg: Region, shape: tuple[int, ...] | None, offset: int) -> np.nda
     if shape is not None and shape != shp:
         raise ValueError(f"{reg.name}: shape {shape} does not match the .npy header's {shp}")
     need = contiguous_nbytes(shp, dt.itemsize)
+    if at_rest and reg.size - span != need:
+        return None
     if reg.size - span < need:
         raise ValueError(
             f"{reg.name}: .npy header says shape {shp} of {dt} ({need} bytes) but the "

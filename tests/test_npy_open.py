@@ -76,3 +76,27 @@ def test_a_known_header_with_too_little_data_still_raises(tmp_path):
         f.truncate(100)  # inside the header
     with pytest.raises(ValueError, match="header"):
         mmarray.open(p)
+
+
+def test_a_file_at_rest_opens_without_grows_lock_and_any_other_under_it(tmp_path, monkeypatch):
+    # A header whose data ends at the file's end is one moment's (grow extends the file
+    # before it rewrites the header); a longer file (a grow in progress, or a killed
+    # grow's tail) is read again under grow's lock, shared.
+    import mmarray._api as api
+
+    taken = []
+    real = api.NoGrowDuring
+
+    def recording(fd, name):
+        taken.append(name)
+        return real(fd, name)
+
+    monkeypatch.setattr(api, "NoGrowDuring", recording)
+    p = tmp_path / "a.npy"
+    np.save(p, np.arange(10.0))
+    assert np.array_equal(mmarray.open(p), np.arange(10.0))
+    assert taken == []
+    with open(p, "ab") as f:
+        f.write(b"\0" * 24)  # an uncommitted tail
+    assert np.array_equal(mmarray.open(p), np.arange(10.0))
+    assert len(taken) == 1
