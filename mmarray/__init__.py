@@ -8,6 +8,7 @@ from . import _core, _picture
 from ._api import anonymous, create, open
 from ._cache import EvictionWarning, advise, evict, prefetch
 from ._core import PAGESIZE, Region
+from ._distributed import install as _install_distributed
 from ._flush import flush
 from ._grow import grow
 from ._joblib import install as _install_joblib
@@ -71,4 +72,5 @@ __all__ = [
 
 _install_reducer()  # arrays sent through multiprocessing travel by reference
 _install_joblib()  # ... and through loky and joblib.Parallel, once they are imported
+_install_distributed()  # ... and through dask.distributed's serialization
 _core._set_repr_html(_picture.region_html)  # Region._repr_html_ draws the resident pages
