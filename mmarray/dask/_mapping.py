@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-import mmarray
-
+from .._api import open as open_file
+from .._region import region
 from ._paths import current, resolve, who
 from ._refs import BlockRef, FileRef
 
@@ -74,14 +74,14 @@ def map_span(ref: FileRef, start: int, length: int) -> np.ndarray[Any, Any]:
     if ref.size - start < length or start < 0:
         raise ValueError(f"bad block reference: bytes {start}+{length} of a {ref.size}-byte file")
     try:
-        base = mmarray.open(local, ref.mode, dtype=np.uint8, shape=(length,), offset=start)
+        base = open_file(local, ref.mode, dtype=np.uint8, shape=(length,), offset=start)
     except OSError as e:
         raise _unseen(ref, local, e) from None
     except ValueError:
         # the file is now too small for the span: it was replaced or truncated
         _check_same(ref, local, os.stat(local))
         raise
-    reg = mmarray.region(base)
+    reg = region(base)
     assert reg is not None
     try:
         _check_same(ref, local, os.fstat(reg.fileno()))
@@ -100,7 +100,7 @@ def load_block(ref: BlockRef) -> np.ndarray[Any, Any]:
     block = np.ndarray(
         ref.shape, ref.dtype, buffer=base, offset=ref.offset - lo, strides=ref.strides
     )
-    reg = mmarray.region(base)
+    reg = region(base)
     assert reg is not None
     reg.close()  # the descriptor now; the mapping when the last view of the block goes
     return block
