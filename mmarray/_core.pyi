@@ -115,6 +115,13 @@ def count_nan(
     *,
     stream: int = 0,
 ) -> np.ndarray[Any, Any]: ...
+def first_nan(
+    x: np.ndarray[Any, Any],
+    r: int,
+    lanes: np.ndarray[Any, Any],
+    workers: int = 1,
+    region: Region | None = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
 
 # the distributed radix selection's per-chunk kernels (src/select/keyhist.c): mmarray.dask
 def key_histogram(

@@ -1,6 +1,7 @@
-/* The selection engine's Python entry points: _core.select, _core.count_nan and the
- * test-only _core._test_window_counts (keyhist.c adds the distributed radix kernels). */
+/* The selection engine's Python entry points: _core.select, _core.count_nan,
+ * _core.first_nan and the test-only _core._test_window_counts (keyhist.c adds the distributed radix kernels). */
 #include "select.h"
+#include "nans.h"
 
 #include <errno.h>
 #include <string.h>
@@ -227,6 +228,77 @@ done:
     return result;
 }
 
+/* The lanes ln (int64, 1-d) as indexes into the lanes of s; a new reference, or NULL
+ * with an exception set. */
+static PyArrayObject *
+sel_lane_list(const mm_sel *s, PyObject *ln)
+{
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(ln, NPY_INT64, 1, 1, NPY_ARRAY_IN_ARRAY);
+    const npy_int64 *v = a != NULL ? (const npy_int64 *)PyArray_DATA(a) : NULL;
+    for (npy_intp i = 0; a != NULL && i < PyArray_DIM(a, 0); i++) {
+        if (v[i] < 0 || v[i] >= s->n_lanes) {
+            PyErr_Format(PyExc_ValueError, "first_nan: lane %lld is not in 0..%zd",
+                         (long long)v[i], (Py_ssize_t)s->n_lanes - 1);
+            Py_CLEAR(a);
+        }
+    }
+    return a;
+}
+
+static PyObject *
+mm_first_nan(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "r", "lanes", "workers", "region", NULL};
+    PyObject *xo, *lo, *region = Py_None, *result = NULL;
+    PyArrayObject *x = NULL, *ln = NULL, *out = NULL, *found = NULL;
+    int r, workers = 1, guarded = 0;
+    mm_sel s;
+    npy_intp n;
+
+    memset(&s, 0, sizeof(s));
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|iO:first_nan", kwlist, &xo, &r, &lo,
+                                     &workers, &region))
+        goto done;
+    if (!PyArray_Check(xo)) {
+        PyErr_SetString(PyExc_TypeError, "first_nan: x must be a numpy array");
+        goto done;
+    }
+    x = (PyArrayObject *)xo;
+    Py_INCREF(x);
+    if (mm_sel_init(&s, module, x, r, workers, Py_None, region) < 0)
+        goto done;
+    if (!s.type->is_float) {
+        PyErr_SetString(PyExc_TypeError, "first_nan: x must be float16, float32 or float64");
+        goto done;
+    }
+    ln = sel_lane_list(&s, lo);
+    if (ln == NULL)
+        goto done;
+    n = PyArray_DIM(ln, 0);
+    Py_INCREF(PyArray_DESCR(x));
+    out = (PyArrayObject *)PyArray_SimpleNewFromDescr(1, &n, PyArray_DESCR(x));
+    found = (PyArrayObject *)PyArray_ZEROS(1, &n, NPY_BOOL, 0);
+    if (out == NULL || found == NULL)
+        goto done;
+    if (n > 0) {
+        if (sel_acquire_guard() < 0)
+            goto done;
+        guarded = 1;
+        if (mm_first_lane_nans(&s, (const npy_int64 *)PyArray_DATA(ln), n, PyArray_BYTES(out),
+                               (npy_bool *)PyArray_DATA(found)) < 0)
+            goto done;
+    }
+    result = Py_BuildValue("(OO)", out, found);
+done:
+    if (guarded)
+        mm_guard_release();
+    Py_XDECREF(found);
+    Py_XDECREF(out);
+    Py_XDECREF(ln);
+    Py_XDECREF(x);
+    return result;
+}
+
 static PyObject *
 mm_test_window_counts(PyObject *module, PyObject *noargs)
 {
@@ -250,6 +322,13 @@ static PyMethodDef select_methods[] = {
      "count_nan(x, r, workers=1, progress=None, region=None, *, stream=0)\n--\n\n"
      "Number of NaNs in every lane of x (the last r axes), as an intp array.  A SIGBUS\n"
      "reading x raises OSError naming region (the Region under x).  stream: as select's."},
+    {"first_nan", (PyCFunction)(void (*)(void))mm_first_nan, METH_VARARGS | METH_KEYWORDS,
+     "first_nan(x, r, lanes, workers=1, region=None)\n--\n\n"
+     "The first NaN (in C order) of each of the lanes of x (the last r axes) that the\n"
+     "int64 indexes lanes name, with its bits as stored, and whether the lane holds one:\n"
+     "(values of x's float dtype, bools).  A lane without a NaN gives np.nan's bits and\n"
+     "False.  The search of a lane stops at its first NaN.  A SIGBUS reading x raises\n"
+     "OSError naming region (the Region under x)."},
     {"_test_window_counts", mm_test_window_counts, METH_NOARGS,
      "_test_window_counts()\n--\n\n"
      "For the tests only (not part of the API): (sampled, windowed, missed), the long\n"
