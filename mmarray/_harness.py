@@ -5,9 +5,10 @@ to numpy (`mmarray._fallback`), applies numpy's ``axis``/``out``/``keepdims``
 handling (numpy's ``_ureduce``, `reduce`) around the statistic's kernel, and drives the
 progress report. Around the kernels it offers the lanes (`lanes`: a strided view,
 reduced axes last and merged), the progress fractions (`Reporter`) and the calls
-into ``_core`` (`select`, `nan_counts`). A kernel asks its lanes two questions
-(`Lanes`: the values at some ranks, the NaNs in each lane): `MemoryLanes` answers them
-for an array in memory, ``mmarray.dask`` for a dask array (`lanes_of`).
+into ``_core`` (`select`, `nan_counts`, `lane_nans`). A kernel asks its lanes three
+questions (`Lanes`: the values at some ranks, the NaNs in each lane, the bits of some
+lanes' NaNs): `MemoryLanes` answers them for an array in memory, ``mmarray.dask`` for a
+dask array (`lanes_of`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ __all__ = [
     "Progress",
     "Reduction",
     "Reporter",
+    "lane_nans",
     "lanes",
     "lanes_of",
+    "tail",
     "nan_counts",
     "reduce",
     "run",
@@ -143,6 +146,21 @@ def nan_counts(
     return _core.count_nan(x, r, workers, prog, region=reg, stream=mode).reshape(outer)
 
 
+def lane_nans(x: np.ndarray, r: int, which: np.ndarray, workers: int, reg: Any) -> np.ndarray:
+    """A NaN of each lane which (flat lane indexes, each lane known to hold one) with its
+    bits as stored: the lane's first in C order (np.nan's bits for a lane that, changed
+    meanwhile, holds none)."""
+    which = np.ascontiguousarray(which, dtype=np.int64)
+    return _core.first_nan(x, r, which, workers, region=reg)[0]
+
+
+def tail(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[slice, ...]:
+    """The index of the last element of every lane: each reduced axis at its last index
+    (numpy's ``a.ravel()[-1]`` for the whole array, the last value of a lane that
+    ``_ureduce`` merged)."""
+    return tuple(slice(n - 1, n) if i in axes else slice(None) for i, n in enumerate(shape))
+
+
 class Lanes(Protocol):
     """The lanes of one reduction: ``outer`` (the kept shape; one lane per element),
     ``n`` (values per lane), and the two questions the kernels ask."""
@@ -157,6 +175,12 @@ class Lanes(Protocol):
 
     def nan_counts(self, rep: Reporter) -> np.ndarray:
         """The NaNs in each lane, shape ``outer``."""
+        ...
+
+    def nans(self, which: np.ndarray, last: bool) -> np.ndarray:
+        """One NaN of each lane which (flat indexes into ``outer``; each lane holds a
+        NaN) with its bits as stored: the lane's last value (see `tail`) where last is
+        true (the lanes are all NaN then), else any of its NaNs."""
         ...
 
 
@@ -176,6 +200,7 @@ class MemoryLanes:
 
     def __init__(self, arr: np.ndarray, axes: tuple[int, ...], workers: int) -> None:
         self.x, self.outer, self.r = lanes(arr, axes)
+        self.arr, self.axes = arr, axes
         self.reg = region_of(arr)
         self.n = math.prod(self.x.shape[len(self.outer) :])
         self.workers = workers
@@ -187,6 +212,13 @@ class MemoryLanes:
     def nan_counts(self, rep: Reporter) -> np.ndarray:
         """See `Lanes.nan_counts`."""
         return nan_counts(self.x, self.r, self.outer, self.workers, rep, self.reg)
+
+    def nans(self, which: np.ndarray, last: bool) -> np.ndarray:
+        """See `Lanes.nans`."""
+        x, r = self.x, self.r
+        if last:
+            x, _, r = lanes(self.arr[tail(self.arr.shape, self.axes)], self.axes)
+        return lane_nans(x, r, which, self.workers, self.reg)
 
 
 def lanes_of(arr: np.ndarray | LaneProvider, axes: tuple[int, ...], workers: int) -> Lanes:

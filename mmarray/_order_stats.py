@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _fallback
-from ._harness import LaneProvider, Reduction, Reporter, lanes_of
+from ._harness import LaneProvider, Lanes, Reduction, Reporter, lanes_of
 from ._quantile_method import Plan, Request, as_array
 
 __all__ = ["MEDIAN", "NANMEDIAN", "NANQUANTILE", "QUANTILE"]
@@ -26,6 +26,24 @@ def _warn_all_nan(count: int) -> None:
     # stacklevel 3: the kernel's caller, the kernel call in _harness.run
     for _ in range(count):
         warnings.warn("All-NaN slice encountered", RuntimeWarning, stacklevel=3)
+
+
+def _own_nans(src: Lanes, V: np.ndarray) -> np.ndarray:
+    """V (the values at the ranks, one row per lane, rank ``n - 1`` last) with the NaN
+    in its last column, where a lane holds NaNs, replaced by one of that lane's own: numpy's
+    median and quantile return the lane's last value after a partition, a NaN of the lane
+    (which one, where their bits differ, is its partition's choice), not np.nan."""
+    if V.dtype.kind == "f" and V.shape[1]:
+        which = np.flatnonzero(np.isnan(V[:, -1]))
+        if which.size:
+            V[which, -1] = src.nans(which, False)
+    return V
+
+
+def _last_nan(src: Lanes) -> Any:
+    """numpy's nanmedian of the one all-NaN lane (axis=None or every axis): its last
+    value (``arr1d[-1]``), bits and all, a numpy scalar."""
+    return src.nans(np.zeros(1, np.int64), True)[0]
 
 
 def _unpack(request: Request) -> tuple[np.ndarray, str, bool]:
@@ -49,7 +67,7 @@ def median(
     inexact = arr.dtype.kind == "f"
     mid = [n // 2 - 1, n // 2] if n % 2 == 0 else [(n - 1) // 2]
     ranks = sorted(set(mid + ([n - 1] if inexact else [])))
-    V = src.select(np.array([ranks]), rep.span(0.0, 1.0))
+    V = _own_nans(src, src.select(np.array([ranks]), rep.span(0.0, 1.0)))
     P = np.moveaxis(V.reshape(outer + (len(ranks),)), -1, 0)
     rout = np.mean(P[[ranks.index(k) for k in mid]], axis=0, out=out)
     if inexact:
@@ -85,7 +103,7 @@ def nanmedian(
         # numpy: the median of the non-NaN values, or the last element if there are none
         if empty:
             _warn_all_nan(1)
-            result: Any = arr.dtype.type(np.nan)
+            result: Any = _last_nan(src)
         else:
             ci = int(c)
             ranks = [ci // 2 - 1, ci // 2] if ci % 2 == 0 else [(ci - 1) // 2]
@@ -123,8 +141,9 @@ def nanmedian(
     if odd.any():
         result[odd] = np.mean(P[1:2, odd], axis=0)
     if empty.any():
+        # numpy's _nanmedian1d: an all-NaN lane's last value, bits and all
         _warn_all_nan(int(np.count_nonzero(empty)))
-        result[empty] = np.nan
+        result.reshape(-1)[np.flatnonzero(empty)] = src.nans(np.flatnonzero(empty), True)
     if out is not None:
         out[...] = result
     return result
@@ -144,7 +163,7 @@ def quantile(
     outer, n = src.outer, src.n
     inexact = arr.dtype.kind == "f"
     plan = Plan(n, q, method, inexact)
-    V = src.select(plan.ranks[None, :], rep.span(0.0, 1.0))
+    V = _own_nans(src, src.select(plan.ranks[None, :], rep.span(0.0, 1.0)))
     P = np.moveaxis(V.reshape(outer + (len(plan.ranks),)), -1, 0)
     return plan.finish(P, out, weak_q, inexact)
 

@@ -20,6 +20,7 @@ import numpy as np
 import mmarray
 from mmarray import _core
 
+from ._nans import lane_nans
 from ._radix import RADIX_CELLS, RadixLanes, key_bits
 
 __all__ = ["BlockLanes", "lanes_for", "transposed"]
@@ -103,6 +104,10 @@ class BlockLanes:
             meta=np.empty((0,) * len(self.outer), np.intp),
         )
         return np.asarray(got.compute()).reshape(self.outer)
+
+    def nans(self, which: np.ndarray, last: bool) -> np.ndarray:
+        """See `mmarray._harness.Lanes.nans` (`mmarray.dask._nans.lane_nans`)."""
+        return lane_nans(self.xt, self.outer, self.r, which, last)
 
 
 def lanes_for(x: da.Array, axes: tuple[int, ...], ranks_hint: int) -> BlockLanes | RadixLanes:

@@ -26,6 +26,8 @@ import numpy as np
 import mmarray
 from mmarray import _core
 
+from ._nans import lane_nans
+
 __all__ = ["COLLECT", "RADIX_CELLS", "RadixLanes", "key_bits"]
 
 COLLECT = 1 << 14  # a bucket of at most this many values is gathered, not split again
@@ -171,6 +173,10 @@ class RadixLanes:
         if self.xt.dtype.kind != "f":
             return np.zeros(self.outer, dtype=np.intp)
         return self._first_pass()[:, -1].astype(np.intp).reshape(self.outer)
+
+    def nans(self, which: np.ndarray, last: bool) -> np.ndarray:
+        """See `mmarray._harness.Lanes.nans` (`mmarray.dask._nans.lane_nans`)."""
+        return lane_nans(self.xt, self.outer, self.r, which, last)
 
     # ---- the walk down the digits -------------------------------------------------------
 
