@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
-from fuzz.oracle import assert_same_floats, holds_both_zeros, holds_other_nans
+from fuzz.oracle import assert_same_floats, holds_both_zeros, holds_mixed_nans
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -74,10 +74,13 @@ def check(name, a, *args, workers=(1, 2), **kwargs):
     """mmarray.<name> equals numpy.<name> for every workers value; returns the result.
     The sign of a zero result and a NaN's bits are compared too, except where the input
     holds both zeros (numpy's choice is its partition's;
-    ``test_mixed_zeros_follow_the_total_order`` checks mmarray's) or NaNs other than
-    np.nan (mmarray's NaN is np.nan)."""
+    ``test_mixed_zeros_follow_the_total_order`` checks mmarray's) or NaNs of more than
+    one bit pattern (numpy's NaN is whichever its partition leaves last, mmarray's
+    another of the lane's; ``nan_bits=True`` compares them anyway, for inputs whose
+    lanes' NaNs share bits lane by lane)."""
+    nan_bits = kwargs.pop("nan_bits", not holds_mixed_nans(a))
     exp, exp_w = run(getattr(np, name), a.copy(), *args, **kwargs)
-    zero_sign, nan_bits = not holds_both_zeros(a), not holds_other_nans(a)
+    zero_sign = not holds_both_zeros(a)
     for w in workers:
         got, got_w = run(getattr(mmarray, name), a, *args, workers=w, **kwargs)
         same(got, exp, zero_sign=zero_sign, nan_bits=nan_bits)
@@ -191,6 +194,9 @@ def test_the_oracle_tells_the_sign_of_zero_and_the_bits_of_nan():
     other_nan = np.array([0x7FFF], np.uint16).view(np.float16)[0]
     with pytest.raises(AssertionError, match="NaN bits"):
         same(other_nan, np.float16(np.nan))
+    neg, neg_payload = np.array([0xFFF8 << 48, (0xFFF8 << 48) | 5], np.uint64).view("f8")
+    with pytest.raises(AssertionError, match="NaN bits"):  # the payload, not only the sign
+        same(neg_payload, neg)
     same(np.float64(-0.0), np.float64(0.0), zero_sign=False)  # the documented exception
 
 
@@ -690,3 +696,112 @@ def test_interrupt_on_a_windowed_lane_stops_cleanly(uniform, at):
     assert mmarray.median(uniform, workers=2) == np.median(uniform)
     sampled, windowed, missed = window_counts() - c0
     assert sampled == 2 and 1 <= windowed <= 2 and missed == 0
+
+
+# ---- NaN results: one of the lane's own NaNs, bits and all --------------------------------
+
+UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def nan_of(dtype, sign, payload):
+    """The quiet NaN of dtype with this sign and (low) payload bits."""
+    dt = np.dtype(dtype)
+    w = 8 * dt.itemsize
+    mant = {2: 10, 4: 23, 8: 52}[dt.itemsize]
+    quiet = ((1 << (w - 1 - mant)) - 1) << mant | (1 << (mant - 1))
+    bits = (sign << (w - 1)) | quiet | (payload % (1 << (mant - 1)))
+    return np.array([bits], UINT[dt.itemsize]).view(dt)[0]
+
+
+NAN_KINDS = [(1, 0), (0, 5), (1, 3)]  # the negative NaN of inf - inf, payloads
+
+
+# lane lengths: up to MM_SHORT (1 Mi, src/select/select.h) the short-lane path, above it
+# the long lanes' radix path in chunks of MM_CHUNK (1 Mi); floats take no sampled window
+@pytest.mark.parametrize("dtype", ["f2", "f4", "f8"])
+@pytest.mark.parametrize("n", [7, (1 << 20) + 5])
+def test_nan_results_are_the_lanes_own_nans(dtype, n):
+    # was np.nan's bits whatever NaN the lane held; numpy returns the lane's NaN
+    a = (np.arange(3 * n) % 1000).astype(dtype).reshape(3, n)
+    (s1, p1), (s2, p2) = NAN_KINDS[n % 2], NAN_KINDS[2]
+    a[1, n // 2 :: 3] = nan_of(dtype, s1, p1)  # past the first chunk in a long lane
+    a[2] = nan_of(dtype, s2, p2)  # all NaN
+    for name in ("median", "nanmedian"):
+        check(name, a, axis=1, nan_bits=True)
+        check(name, a[1:2, ::-1], nan_bits=True)  # axis=None, strided backwards
+    check("quantile", a, [0.0, 0.3, 1.0], axis=1, method="midpoint", nan_bits=True)
+    for method in METHODS:
+        check("quantile", a[:2], 0.5, axis=1, method=method, nan_bits=True)
+        check("quantile", a[1], [0.2, 0.9], method=method, nan_bits=True)
+    check("nanquantile", a, [0.1, 0.5], axis=1, nan_bits=True)
+    check("percentile", a.T, 40, axis=0, nan_bits=True)
+
+
+@pytest.mark.parametrize("dtype", ["f2", "f4", "f8"])
+@pytest.mark.parametrize("n", [5, 600, 700])
+def test_nanmedian_of_an_all_nan_lane_is_numpys(dtype, n):
+    # numpy: np.nan for lanes shorter than 600 along an axis, else (and for axis=None)
+    # the lane's last value, whatever the other NaNs' bits
+    a = np.full((2, 3, n), nan_of(dtype, 1, 0))
+    a[:, :, -1] = nan_of(dtype, 0, 7)
+    a[1, 2, 1:] = 2.0
+    b = np.moveaxis(a, 2, 1)  # the lane along axis 1 of a strided view
+    for x, axis in [(a, 2), (a[:, ::-1, ::-1], 2), (b, 1), (a[0, 0], None), (a[0, 0], 0)]:
+        check("nanmedian", x, axis=axis, nan_bits=True)
+    check("nanmedian", a[:, :1], axis=(1, 2), nan_bits=True)
+    check("nanmedian", a[:1, ::-1], axis=(0, 2), keepdims=True, nan_bits=True)
+    check("nanquantile", a, 0.5, axis=2, nan_bits=True)
+
+
+@st.composite
+def arrays_with_one_nan(draw):
+    """An array and axis of arrays_and_axis, floats only, whose NaNs all have one drawn
+    bit pattern (a sign, a payload)."""
+    a, axis = draw(arrays_and_axis())
+    assume(a.dtype.kind == "f")
+    nan = nan_of(a.dtype, draw(st.integers(0, 1)), draw(st.integers(0, 1 << 9)))
+    a = np.array(a, copy=True)
+    a[np.isnan(a)] = nan
+    spots = draw(st.lists(st.integers(0, a.size - 1), max_size=3))
+    a.reshape(-1)[spots] = nan
+    return a, axis
+
+
+@settings(max_examples=300 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=arrays_with_one_nan(),
+    name=st.sampled_from(FUNCS),
+    method=st.sampled_from(METHODS),
+    q=st.sampled_from([0.0, 0.5, 1.0, [0.25, 0.75]]),
+)
+def test_nan_bits_match_numpy(data, name, method, q):
+    a, axis = data
+    if name in ("median", "nanmedian"):
+        check(name, a, axis=axis, nan_bits=True)
+    else:
+        check(name, a, q_for(name, q), axis=axis, method=method, nan_bits=True)
+
+
+def test_first_nan_finds_each_lanes_first_nan_in_c_order():
+    n = (2 << 20) + 3  # three chunks
+    a = np.ones((3, n), "f4")
+    x, y, z = nan_of("f4", 1, 0), nan_of("f4", 0, 9), nan_of("f4", 1, 4)
+    a[0, (1 << 20) + 1], a[0, (2 << 20) + 1] = x, y  # chunk 1 before chunk 2
+    a[1, 5], a[1, -1] = z, x
+    for workers in (1, 2):
+        v, found = _core.first_nan(a, 1, np.array([2, 0, 1, 0]), workers)
+        assert v.view(np.uint32).tolist() == [0x7FC00000] + np.array([x, z, x]).view(
+            np.uint32
+        ).tolist()
+        assert found.tolist() == [False, True, True, True]
+        v, _ = _core.first_nan(a[:, ::-1], 1, np.array([0, 1]), workers)  # backwards
+        assert v.tobytes() == np.array([y, x]).tobytes()
+    c = np.ones((2, 3, 4), "f2")
+    c[1, 2, 0], c[1, 1, 3] = nan_of("f2", 0, 1), nan_of("f2", 1, 2)
+    v, found = _core.first_nan(c.transpose(0, 2, 1), 2, np.array([1]))  # 2-d lanes
+    assert v.tobytes() == np.array([c[1, 2, 0]]).tobytes()
+    assert _core.first_nan(c, 1, np.array([], np.int64))[0].shape == (0,)
+    with pytest.raises(ValueError, match="lane 6 is not in 0..5"):
+        _core.first_nan(c, 1, np.array([6]))
+    with pytest.raises(TypeError, match="float16, float32 or float64"):
+        _core.first_nan(np.zeros((2, 2), "i4"), 1, np.array([0]))

@@ -97,6 +97,9 @@ cases = {  # workers=2 and >= 64 Ki elements: worker threads; smaller: inline, G
     "nanmedian, inline": (lambda v: mmarray.nanmedian(v, axis=0), a[-40:]),
     "nanquantile, lanes, threads": (
         lambda v: mmarray.nanquantile(v, 0.5, axis=1, workers=2), a[-200:]),
+    # reversed: the lane's first NaN lies past the truncation (a search stops at it)
+    "first NaN, threads": (lambda v: _core.first_nan(
+        v, 2, np.array([0]), 2, region=mmarray.region(v))[0], a[::-1]),
 }
 out = {"before": {}, "span": {}, "after": {}}
 os.truncate(path, truncated)
@@ -129,6 +132,7 @@ def numpy_oracle(name: str, v: np.ndarray):
         "nanmedian, threads": lambda: np.nanmedian(v),
         "nanmedian, inline": lambda: np.nanmedian(v[-40:], axis=0),
         "nanquantile, lanes, threads": lambda: np.nanquantile(v[-200:], 0.5, axis=1),
+        "first NaN, threads": lambda: np.array([np.nan]),
     }
     return table[name]()
 

@@ -214,10 +214,11 @@ def holds_both_zeros(a: Any) -> bool:
     return False
 
 
-def holds_other_nans(a: Any) -> bool:
-    """Whether ``a`` holds a NaN whose bits are not ``np.nan``'s (a negative NaN, such
-    as ``inf - inf`` gives on x86, or another payload): numpy's NaN result is then one
-    of the input's NaNs, mmarray's is ``np.nan`` (see docs/median.md)."""
+def holds_mixed_nans(a: Any) -> bool:
+    """Whether ``a`` holds NaNs of two or more bit patterns (signs or payloads): numpy's
+    NaN result is then whichever of a lane's NaNs its partition leaves last, mmarray's
+    another of them (see docs/median.md). Where every NaN has the same bits (``np.nan``,
+    the negative NaN of ``inf - inf`` on x86, one payload), both return those bits."""
     try:
         x = np.asarray(a)
     except Exception:  # noqa: BLE001 - not an array: no NaNs
@@ -225,16 +226,16 @@ def holds_other_nans(a: Any) -> bool:
     if x.dtype.kind not in "fc" or x.size == 0:
         return False
     parts = (x.real, x.imag) if x.dtype.kind == "c" else (x,)
-    return any(not _is_numpy_nan(p[np.isnan(p)]).all() for p in parts)
+    return any(np.unique(_bits(p[np.isnan(p)])).size > 1 for p in parts)
 
 
-def _is_numpy_nan(v: np.ndarray) -> np.ndarray:
-    """Elementwise: whether each value has exactly ``np.nan``'s bits in its dtype."""
-    nan = np.array(np.nan, v.dtype)
+def _bits(v: np.ndarray) -> np.ndarray:
+    """The stored bits of each value (longdouble, with no unsigned view of its width:
+    NaN-ness only, every NaN alike)."""
     w = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(v.dtype.itemsize)
-    if w is None:  # longdouble: no unsigned view of its width; NaN-ness is all we check
+    if w is None:
         return np.isnan(v)
-    return np.ascontiguousarray(v).view(w) == nan.view(w)
+    return np.ascontiguousarray(v).view(w)
 
 
 def assert_same_floats(
@@ -242,9 +243,9 @@ def assert_same_floats(
 ) -> None:
     """Floating (or complex) results of one dtype and shape hold the same values, NaNs in
     the same places and the same sign bits (``-0.0`` is not ``0.0``), part by part, and
-    NaNs of the same bits. ``zero_sign=False`` lets zeros differ in sign (for inputs that
-    ``holds_both_zeros``), ``nan_bits=False`` lets NaNs differ in bits (for inputs that
-    ``holds_other_nans``)."""
+    NaNs of the same bits, sign and payload. ``zero_sign=False`` lets zeros differ in sign
+    (for inputs that ``holds_both_zeros``), ``nan_bits=False`` lets NaNs differ in bits
+    (for inputs that ``holds_mixed_nans``)."""
     np.testing.assert_array_equal(ours, ref)  # NaNs in the same places compare equal
     complex_ = ours.dtype.kind == "c"
     pairs = ((ours.real, ref.real), (ours.imag, ref.imag)) if complex_ else ((ours, ref),)
@@ -257,7 +258,7 @@ def assert_same_floats(
         if not nan_bits:
             differ &= ~nan
         elif nan.any():
-            differ |= nan & (_is_numpy_nan(o) != _is_numpy_nan(r))
+            differ |= nan & (_bits(o) != _bits(r))
         if differ.any():
             at = [tuple(i) for i in np.argwhere(differ)[:5].tolist()]
             raise AssertionError(
@@ -269,14 +270,14 @@ def assert_same_floats(
 def assert_same_result(ours: Any, ref: Any, *, inp: Any = None) -> None:
     """mmarray's result is numpy's: type, dtype, shape and value, bit for bit where
     floating (``assert_same_floats``), but for the two documented exceptions of the
-    statistics' input ``inp``: both zeros, NaNs other than ``np.nan``."""
+    statistics' input ``inp``: both zeros, NaNs of more than one bit pattern."""
     assert _kind(ours) is _kind(ref), (type(ours), type(ref))
     oa, ra = np.asarray(ours), np.asarray(ref)
     assert oa.dtype == ra.dtype, (oa.dtype, ra.dtype)
     assert oa.shape == ra.shape, (oa.shape, ra.shape)
     if oa.dtype.kind in "fc":
         assert_same_floats(
-            oa, ra, zero_sign=not holds_both_zeros(inp), nan_bits=not holds_other_nans(inp)
+            oa, ra, zero_sign=not holds_both_zeros(inp), nan_bits=not holds_mixed_nans(inp)
         )
     elif oa.dtype.kind == "O":
         for x, y in zip(oa.ravel().tolist(), ra.ravel().tolist(), strict=True):
