@@ -21,6 +21,8 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 md = pytest.importorskip("mmarray.dask")
+from fuzz.oracle import holds_mixed_nans  # noqa: E402
+
 from mmarray.dask import _radix  # noqa: E402
 
 TIMEOUT = 60  # seconds for the cluster to start, stop, or give one result
@@ -87,7 +89,8 @@ def call(fn, *args, **kwargs):
 
 def same(got, exp, a):
     """got is numpy's exp: type, dtype, shape, values (NaN equal NaN) and, unless the
-    input holds both zeros (numpy's partition leaves their order open), signs of zero."""
+    input holds both zeros (numpy's partition leaves their order open), signs of zero;
+    the bits of NaNs unless the input holds NaNs of more than one bit pattern."""
     if isinstance(exp, Exception):
         assert type(got) is type(exp), (got, exp)
         return
@@ -100,8 +103,12 @@ def same(got, exp, a):
     if g.dtype.kind == "f" and flat.dtype.kind == "f":
         both = np.any((flat == 0) & np.signbit(flat)) and np.any((flat == 0) & ~np.signbit(flat))
         if not both:
-            real = ~np.isnan(e)  # a NaN's sign and payload are whichever NaN numpy met
+            real = ~np.isnan(e)
             assert np.array_equal(np.signbit(g)[real], np.signbit(e)[real]), (g, e)
+        if not holds_mixed_nans(flat):  # else a NaN's bits are whichever NaN numpy met
+            w = {2: np.uint16, 4: np.uint32, 8: np.uint64}[g.dtype.itemsize]
+            gb, eb, nan = np.atleast_1d(g).view(w), np.atleast_1d(e).view(w), np.isnan(e)
+            assert np.array_equal(gb[np.atleast_1d(nan)], eb[np.atleast_1d(nan)]), (g, e)
 
 
 def check(name, a, x, *args, warn=True, **kwargs):
@@ -311,3 +318,23 @@ def test_unsupported_dtypes_are_numpys(sync):
     b = np.arange(7, dtype=">f8")
     check("quantile", b, da.from_array(b, chunks=2), 0.5)
     check("quantile", b, da.from_array(b, chunks=2), 1.5)  # numpy's ValueError
+
+
+@pytest.mark.parametrize("dtype", ["f2", "f4", "f8"])
+def test_nan_results_are_the_lanes_own_nans(sync, narrow, dtype):
+    # was np.nan's bits; numpy returns the lane's own NaN (here the negative one of
+    # inf - inf), and nanmedian an all-NaN lane's last value
+    neg = -np.array([np.nan], dtype)  # the negative quiet NaN
+    a = np.arange(4 * 700, dtype=np.float64).reshape(4, 700).astype(dtype)
+    a[1, 650] = neg[0]
+    a[2, 3::5] = neg[0]
+    a[3] = neg[0]
+    for chunks in [(1, 700), (2, 100)]:  # lanes within chunks, lanes across them
+        x = da.from_array(a, chunks=chunks)
+        for name in ("median", "nanmedian"):
+            check(name, a, x, axis=1)
+            check(name, a[1:], x[1:])
+        check("quantile", a, x, [0.1, 0.5, 1.0], axis=1, method="midpoint")
+        check("nanquantile", a, x, 0.5, axis=1)
+        check("nanmedian", a[3], x[3])
+        check("nanmedian", a[3:], x[3:], axis=1)

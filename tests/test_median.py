@@ -790,9 +790,10 @@ def test_first_nan_finds_each_lanes_first_nan_in_c_order():
     a[1, 5], a[1, -1] = z, x
     for workers in (1, 2):
         v, found = _core.first_nan(a, 1, np.array([2, 0, 1, 0]), workers)
-        assert v.view(np.uint32).tolist() == [0x7FC00000] + np.array([x, z, x]).view(
-            np.uint32
-        ).tolist()
+        assert (
+            v.view(np.uint32).tolist()
+            == [0x7FC00000] + np.array([x, z, x]).view(np.uint32).tolist()
+        )
         assert found.tolist() == [False, True, True, True]
         v, _ = _core.first_nan(a[:, ::-1], 1, np.array([0, 1]), workers)  # backwards
         assert v.tobytes() == np.array([y, x]).tobytes()
