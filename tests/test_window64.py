@@ -198,3 +198,57 @@ def test_interrupt_on_a_windowed_lane_stops_cleanly(at):
     assert mmarray.median(a, workers=2) == np.median(a)
     sampled, windowed, missed = counts() - c0
     assert sampled == 2 and 1 <= windowed <= 2 and missed == 0
+
+
+def hists() -> int:
+    """Lanes so far whose window pass was the float64 histogram pass."""
+    return int(_core._test_hist_passes())
+
+
+def test_many_float64_windows_take_the_histogram_pass():
+    # 9 windows of a float64 lane: one pass whose cost does not grow with the windows
+    # (each value's bucket gives its counts); a lane of 16 Mi + 12345 values ends in a
+    # partial vector; strided lanes go through a contiguous copy
+    a = awkward("f8", seed=12)
+    two = np.empty((N, 2))
+    two[:, 0], two[:, 1] = a, -a[::-1]
+    c0, h0 = counts(), hists()
+    check("quantile", a, Q9, workers=(1, 2))
+    check("quantile", a[::-1], Q9, workers=(2,))
+    check("quantile", two, Q9, axis=0, workers=(2,))
+    check("quantile", awkward("f4", seed=12), Q9, workers=(2,))  # float32: compares
+    assert tuple(counts() - c0) == (6, 6, 0)
+    assert hists() - h0 == 5
+
+
+def test_signed_zeros_in_the_histogram_pass():
+    # -0.0 and +0.0 share a bucket; they are told apart by their keys among the gathered
+    # values, and the largest value (+0.0, after -0.0) is found exactly
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal(N)
+    at = rng.permutation(N)[:16384]
+    a[at[:8192]], a[at[8192:]] = -0.0, 0.0
+    z = int((a < 0).sum())
+    ranks = np.sort(np.r_[(Q9 * (N - 1)).astype(np.int64), [z - 1, z, z + 8191, z + 8192]])
+    b = -np.abs(a)
+    b[at[8192:]] = 0.0
+    top = (Q9 * (N - 1)).astype(np.int64).tolist() + [N - 1]
+    c0, h0 = counts(), hists()
+    for x, r in ((a, ranks), (b, np.array(top))):
+        got = _core.select(x, 1, r[None, :], workers=2)[0]
+        assert got.view("u8").tolist() == keyed_select(x, r).view("u8").tolist()
+    assert not np.signbit(got[-1])
+    assert tuple(counts() - c0) == (2, 2, 0)
+    assert hists() - h0 == 2
+
+
+def test_a_histogram_window_that_overflows_falls_back():
+    # as test_a_window_that_overflows_its_buffer_falls_back, with 9 windows: the median's
+    # window of the histogram pass holds the 3% of values equal to v and overflows
+    rng = np.random.default_rng(6)
+    a = rng.uniform(0.0, 2.0, N)
+    a[rng.random(N) < 0.03] = 0.498 * 2 / 0.97
+    c0, h0 = counts(), hists()
+    check("quantile", a, Q9, workers=(2,))
+    assert tuple(counts() - c0) == (1, 1, 1)
+    assert hists() - h0 == 1

@@ -309,6 +309,14 @@ mm_test_window_counts(PyObject *module, PyObject *noargs)
     return Py_BuildValue("(LLL)", counts[0], counts[1], counts[2]);
 }
 
+static PyObject *
+mm_test_hist_passes(PyObject *module, PyObject *noargs)
+{
+    (void)module;
+    (void)noargs;
+    return PyLong_FromLongLong(mm_window64_hist_count());
+}
+
 static PyMethodDef select_methods[] = {
     {"select", (PyCFunction)(void (*)(void))mm_select, METH_VARARGS | METH_KEYWORDS,
      "select(x, r, ranks, workers=1, progress=None, region=None, *, stream=0)\n--\n\n"
@@ -329,6 +337,10 @@ static PyMethodDef select_methods[] = {
      "(values of x's float dtype, bools).  A lane without a NaN gives np.nan's bits and\n"
      "False.  The search of a lane stops at its first NaN.  A SIGBUS reading x raises\n"
      "OSError naming region (the Region under x)."},
+    {"_test_hist_passes", mm_test_hist_passes, METH_NOARGS,
+     "_test_hist_passes()\n--\n\n"
+     "For the tests only (not part of the API): the 32/64-bit lanes since import whose\n"
+     "window pass was the histogram pass (float64 with many windows)."},
     {"_test_window_counts", mm_test_window_counts, METH_NOARGS,
      "_test_window_counts()\n--\n\n"
      "For the tests only (not part of the API): (sampled, windowed, missed), the long\n"

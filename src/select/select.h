@@ -272,6 +272,8 @@ void mm_window_test_counts(long long counts[3]);
 void mm_window_note(int which);
 /* Whether a long 32/64-bit lane of n_chunks chunks is tried through the window. */
 int mm_window64_applies(const mm_sel *s, npy_intp n_chunks);
+/* Lanes since import whose window pass was window64.c's histogram pass (tests only). */
+long long mm_window64_hist_count(void);
 /* The keys of the current lane's ranks into outk in one pass, through windows that a
  * sample chose (window64.c).  Returns 1 (done), 0 (no window, or the sample misled:
  * take the radix passes) or -1 (an exception).  progress runs from pb over ps. */

@@ -8,6 +8,7 @@
 #include "select.h"
 #include "window64.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -354,6 +355,131 @@ mm_w64_avx2_frun(const char *p, npy_intp cnt, int W, int nw, mm_wpass *w, int ti
     *ip = i;
 }
 
+/* ---- the histogram pass of float64 with many windows (window64.c's hist) ---------- */
+
+/* The buckets of four float64: x * hs - hc clamped to [0, MM_HB + 1], truncated (NaN:
+ * the top).  Rounding is monotone, so the buckets are in the values' order. */
+MM_AVX2_INLINE __m128i
+mm_hb_idx(__m256d x, __m256d vs, __m256d vc)
+{
+    const __m256d top = _mm256_set1_pd((double)(MM_HB + 1));
+    __m256d t = _mm256_sub_pd(_mm256_mul_pd(x, vs), vc);
+    t = _mm256_min_pd(_mm256_max_pd(_mm256_setzero_pd(), t), top); /* NaN: top */
+    return _mm256_cvttpd_epi32(t);
+}
+
+/* The lanes `in` of v, inside a window: staged into the window of their bucket. */
+MM_AVX2_INLINE void
+mm_w64_avx2_hin(__m256d v, __m128i b, unsigned in, mm_wpass *w, mm_wthread *t)
+{
+    uint64_t keys[4];
+    int32_t bk[4];
+    _mm256_storeu_si256((__m256i *)(void *)keys, mm_skey64(_mm256_castpd_si256(v), 2));
+    _mm_storeu_si128((__m128i *)(void *)bk, b);
+    while (in != 0) {
+        int l = __builtin_ctz(in);
+        mm_wstage(w, t, w->hwin[bk[l]], keys[l] ^ ((uint64_t)1 << 63));
+        in &= in - 1;
+    }
+}
+
+/* The packed counts of acc (four lanes, nw fields of f bits) into cnt. */
+MM_AVX2_INLINE void
+mm_hfold(__m256i acc, int f, int nw, uint64_t *cnt)
+{
+    uint64_t x[4];
+    const uint64_t m = ((uint64_t)1 << f) - 1;
+    memcpy(x, &acc, sizeof(x));
+    for (int l = 0; l < 4; l++)
+        for (int r = 0; r < nw; r++)
+            cnt[r] += (x[l] >> (f * r)) & m;
+}
+
+/* One vector of the histogram pass: its lanes `keep` (all, but at a run's end) counted
+ * by their buckets' packed increments, staged where inside a window, and the maximum. */
+MM_AVX2_INLINE void
+mm_w64_avx2_hstep(__m256d v, __m256i keep, __m256d vs, __m256d vc, const long long *tab,
+                  __m256i *acc, __m256i *mx, __m256i *mxf, mm_wpass *w, mm_wthread *t)
+{
+    __m128i b = mm_hb_idx(v, vs, vc);
+    __m256i g = _mm256_and_si256(_mm256_i32gather_epi64(tab, b, 8), keep);
+    __m256i vge = _mm256_and_si256(
+        _mm256_castpd_si256(_mm256_cmp_pd(v, _mm256_castsi256_pd(*mxf), _CMP_NLT_UQ)), keep);
+    unsigned in = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(g));
+    *acc = _mm256_add_epi64(*acc, g);
+    if (!_mm256_testz_si256(vge, vge)) /* padding lanes repeat a real one */
+        mm_w64_avx2_fmax(mm_skey64(_mm256_castpd_si256(v), 2), 64, mx, mxf);
+    if (in != 0)
+        mm_w64_avx2_hin(v, b, in, w, t);
+}
+
+/* The histogram pass over values [*ip, cnt) of a contiguous run of float64 (all of
+ * them: the last few in a padded vector).  Each value's bucket gives, by one gather,
+ * the increment of packed 63/nw-bit counts (of the values with p windows starting at
+ * or below their bucket, p < nw), so the cost does not grow with the windows; the
+ * counts are unpacked before a field can overflow. */
+MM_AVX2_INLINE void
+mm_w64_avx2_hrun(const char *p, npy_intp cnt, mm_wpass *w, int tid, npy_intp *ip)
+{
+    mm_wthread *t = &w->th[tid];
+    const int nw = w->n_win, f = w->hbits;
+    const npy_intp most = ((npy_intp)1 << f) - 1;
+    const __m256d vs = _mm256_set1_pd(w->hs), vc = _mm256_set1_pd(w->hc);
+    const __m256i all = _mm256_set1_epi64x(-1);
+    const long long *tab = (const long long *)(const void *)w->htab;
+    uint64_t cnt_r[MM_WMAX] = {0}, sum = 0;
+    __m256i mx = _mm256_set1_epi64x(INT64_MIN), acc[1] = {_mm256_setzero_si256()};
+    __m256i mxf = _mm256_set1_epi64x((long long)0xFFF0000000000000u);
+    npy_intp i = *ip;
+    while (i < cnt) {
+        npy_intp steps = (cnt - i) / 4 < most ? (cnt - i) / 4 : most, end = i + 4 * steps;
+        acc[0] = _mm256_setzero_si256();
+        for (; i < end; i += 4)
+            mm_w64_avx2_hstep(_mm256_loadu_pd((const double *)(const void *)(p + 8 * i)), all,
+                              vs, vc, tab, acc, &mx, &mxf, w, t);
+        if (steps == 0) { /* fewer than four left: the first of them pads the vector */
+            double x[4];
+            int64_t k[4];
+            for (int l = 0; l < 4; l++) {
+                memcpy(&x[l], p + 8 * (i + (l < cnt - i ? l : 0)), 8);
+                k[l] = l < cnt - i ? -1 : 0;
+            }
+            mm_w64_avx2_hstep(_mm256_loadu_pd(x), _mm256_loadu_si256((const __m256i *)(void *)k),
+                              vs, vc, tab, acc, &mx, &mxf, w, t);
+            i = cnt;
+        }
+        mm_hfold(acc[0], f, nw, cnt_r);
+    }
+    for (int j = 0; j < nw; j++) {
+        sum += cnt_r[j];
+        t->below[j] += sum;
+    }
+    mm_w64_avx2_reduce(acc, mx, 64, 0, t);
+    *ip = i;
+}
+
+/* The buckets of n float64 (as bits) for hist's tables, as the pass finds them. */
+__attribute__((target("avx2"))) static inline void
+mm_hb_buckets(const uint64_t *bits, int n, double hs, double hc, int *out)
+{
+    for (int i = 0; i < n; i++) {
+        double x[4];
+        int32_t b[4];
+        memcpy(&x[0], &bits[i], 8);
+        x[1] = x[2] = x[3] = x[0];
+        _mm_storeu_si128((__m128i *)(void *)b,
+                         mm_hb_idx(_mm256_loadu_pd(x), _mm256_set1_pd(hs), _mm256_set1_pd(hc)));
+        out[i] = b[0];
+    }
+}
+
+/* Whether the CPU runs the histogram pass. */
+static inline int
+mm_hist_cpu(void)
+{
+    return __builtin_cpu_supports("avx2");
+}
+
 /* mm_w64_avx2_run with W, kind and (for one window) nw as literals. */
 #define MM_W64_RUNS(W, kind)                                                                 \
     do {                                                                                     \
@@ -366,7 +492,9 @@ mm_w64_avx2_frun(const char *p, npy_intp cnt, int W, int nw, mm_wpass *w, int ti
 __attribute__((target("avx2"))) static inline void
 mm_w64_avx2(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid, npy_intp *ip)
 {
-    if (W == 64 && kind == 0)
+    if (w->hist)
+        mm_w64_avx2_hrun(p, cnt, w, tid, ip);
+    else if (W == 64 && kind == 0)
         MM_W64_RUNS(64, 0);
     else if (W == 64 && kind == 1)
         MM_W64_RUNS(64, 1);
@@ -394,11 +522,23 @@ static inline void
 mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,
                   npy_intp *ip)
 {
-    if (cnt - *ip >= 64 && __builtin_cpu_supports("avx2"))
+    if ((cnt - *ip >= 64 || w->hist) && __builtin_cpu_supports("avx2"))
         mm_w64_avx2(p, cnt, kind, W, w, tid, ip);
 }
 
 #else /* not x86-64: the scalar loop does every element */
+
+static inline int
+mm_hist_cpu(void)
+{
+    return 0;
+}
+
+static inline void
+mm_hb_buckets(const uint64_t *bits, int n, double hs, double hc, int *out)
+{
+    (void)bits, (void)n, (void)hs, (void)hc, (void)out;
+}
 
 static inline void
 mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,

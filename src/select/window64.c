@@ -27,6 +27,16 @@
 #define MM_W64_MEANT 8192 /* keys in a block's mean: MM_W64_BLOCK / MM_W64_EVERY */
 #define MM_W64_MAX_FRAC (1.0 / 8)         /* windows expected to hold more: no window */
 #define MM_W64_GATHER ((npy_intp)1 << 24) /* keys the buffers hold in all (128 MiB) */
+#define MM_W64_HIST 3                     /* float64 windows from which hist pays */
+#define MM_W64_STRIDED 512                /* strided values copied at a time for hist */
+
+static atomic_llong mm_w64_hists; /* lanes counted by the histogram pass (tests only) */
+
+long long
+mm_window64_hist_count(void)
+{
+    return (long long)atomic_load(&mm_w64_hists);
+}
 
 struct mm_w64 {
     npy_intp step;           /* chunks from one sampled block to the next */
@@ -252,6 +262,14 @@ run_pass(void *arg, const char *p, npy_intp cnt, npy_intp st)
     npy_intp i = 0;
     if (st == s->itemsize)
         mm_w64_count_simd(p, cnt, g->kind, s->type->key_bits, &g->w, a->tid, &i);
+    while (g->w.hist && i < cnt) { /* strided: through a contiguous copy */
+        uint64_t buf[MM_W64_STRIDED];
+        npy_intp m = cnt - i < MM_W64_STRIDED ? cnt - i : MM_W64_STRIDED, at = 0;
+        for (npy_intp e = 0; e < m; e++)
+            memcpy(&buf[e], p + (i + e) * st, 8);
+        mm_w64_count_simd((const char *)buf, m, 2, 64, &g->w, a->tid, &at);
+        i += m;
+    }
     if (i < cnt)
         s->type->wcount(p + i * st, cnt - i, st, &g->w, a->tid);
 }
@@ -354,6 +372,8 @@ w64_free(struct mm_w64 *g)
     free(g->bmean);
     free(g->bm2);
     free(g->w.th);
+    free(g->w.htab);
+    free(g->w.hwin);
     mm_arena_put(g->arena);
     g->sample = NULL;
     g->arena = NULL;
@@ -389,6 +409,59 @@ float_ends(const mm_sel *s, struct mm_w64 *g)
     }
 }
 
+/* The float64 histogram pass (window64.h's hist) where there are many windows: the
+ * buckets span the first window's low end to the last's high end; a bucket inside a
+ * window belongs to it (its keys gathered), so each window grows to whole buckets.  Not
+ * used (the compare pass is) where the windows' buckets touch or reach the ends.
+ * Returns 0, or -1 with MemoryError set. */
+static int
+hist_setup(const mm_sel *s, struct mm_w64 *g)
+{
+    mm_wpass *w = &g->w;
+    int nw = w->n_win, b0[MM_WMAX], b1[MM_WMAX], ok, rc = 0;
+    double lo = 0.0, hi = 0.0;
+    w->hist = 0;
+    ok = g->kind == 2 && s->type->key_bits == 64 && w->fp_ok && nw >= MM_W64_HIST &&
+         mm_hist_cpu();
+    if (ok) {
+        memcpy(&lo, &w->flo[0], 8);
+        memcpy(&hi, &w->fhi[nw - 1], 8);
+        w->hs = (double)(MM_HB - 2) / (hi - lo);
+        w->hc = floor(lo * w->hs) - 1.0; /* an integer: lo's bucket is at least 1 */
+        ok = isfinite(lo) && isfinite(hi) && hi > lo && isfinite(w->hs) && isfinite(w->hc);
+    }
+    if (ok) {
+        mm_hb_buckets(w->flo, nw, w->hs, w->hc, b0);
+        mm_hb_buckets(w->fhi, nw, w->hs, w->hc, b1);
+        ok = b0[0] >= 1 && b1[nw - 1] <= MM_HB;
+        for (int j = 0; j < nw && ok; j++) /* a window of one key is not gathered */
+            ok = w->cap[j] > 0 && (j + 1 == nw || b1[j] < b0[j + 1]);
+    }
+    if (ok) {
+        w->htab = malloc((MM_HB + 2) * sizeof(uint64_t));
+        w->hwin = malloc(MM_HB + 2);
+        if (w->htab == NULL || w->hwin == NULL) {
+            PyErr_NoMemory();
+            ok = 0;
+            rc = -1;
+        }
+    }
+    if (ok) {
+        int p = 0;
+        w->hbits = 63 / nw;
+        for (int b = 0; b < MM_HB + 2; b++) {
+            while (p < nw && b0[p] <= b)
+                p++;
+            w->hwin[b] = (signed char)(p > 0 && b <= b1[p - 1] ? p - 1 : -1);
+            w->htab[b] = (p < nw ? (uint64_t)1 << (w->hbits * p) : 0) |
+                         (w->hwin[b] >= 0 ? (uint64_t)1 << 63 : 0);
+        }
+        w->hist = 1;
+        atomic_fetch_add(&mm_w64_hists, 1);
+    }
+    return rc;
+}
+
 /* One buffer for every window's keys.  Returns 0, or -1 with MemoryError set. */
 static int
 w64_buffers(struct mm_w64 *g)
@@ -421,7 +494,7 @@ w64_pass(mm_sel *s, struct mm_w64 *g, npy_intp n_chunks, double pb, double ps)
     int rc = -1;
     npy_intp gathered = 0;
     float_ends(s, g);
-    if (w64_buffers(g) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
+    if (hist_setup(s, g) < 0 || w64_buffers(g) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
         goto done;
     rc = pass_check(s, g);
     if (rc == 0)

@@ -11,6 +11,7 @@
 
 #define MM_WMAX 24   /* windows of one pass, at most */
 #define MM_WSTAGE 32 /* keys a thread stages per window before a write to its buffer */
+#define MM_HB 4096   /* buckets of the histogram pass, and one below and one above them */
 
 /* One thread's share of the pass, on cache lines of its own. */
 typedef struct {
@@ -33,6 +34,13 @@ struct mm_wpass {
      * the NaN key): the ends as floats' bits, compared as floats (simd.h) */
     int fp_ok;
     uint64_t flo[MM_WMAX], fhi[MM_WMAX];
+    /* float64 with many windows (hist): bucket (x * hs - hc) clamped to [0, MM_HB + 1]
+     * (monotone), each bucket's increment of the packed counts of the windows' starts
+     * at or below it (hbits bits each, bit 63: inside a window) and its window (-1) */
+    int hist, hbits;
+    double hs, hc;
+    uint64_t *htab;
+    signed char *hwin;
 };
 
 /* Moves thread t's staged keys of window j into the window's buffer, as far as it has
