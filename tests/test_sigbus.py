@@ -297,10 +297,13 @@ def test_windowed_int16_lane_raises_oserror_on_a_truncated_file(tmp_path, phase)
 WINDOW64 = """
 path, truncated = sys.argv[1], int(sys.argv[2])
 a = mmarray.open(path, "r+", dtype="f8")
-before = np.array(_core._test_window_counts())
+before, hists = np.array(_core._test_window_counts()), _core._test_hist_passes()
 os.truncate(path, truncated)
 out = {"bad": [attempt(lambda: mmarray.median(a, workers=w)) for w in (1, 2)]}
+q9 = np.linspace(0.1, 0.9, 9)  # 9 windows: the histogram pass
+out["bad"] += [attempt(lambda: mmarray.quantile(a, q9, workers=w)) for w in (1, 2)]
 out["counts"] = (np.array(_core._test_window_counts()) - before).tolist()
+out["hists"] = _core._test_hist_passes() - hists
 os.truncate(path, a.nbytes)
 a[:] = 5
 out["after"] = attempt(lambda: mmarray.median(a, workers=2))
@@ -313,14 +316,16 @@ print(json.dumps(out))
 def test_windowed_float64_lane_raises_oserror_on_a_truncated_file(tmp_path, phase):
     # 16 chunks of 1 Mi float64: the first 64 Ki values of every chunk are the sample,
     # then one pass reads all.  Cut inside chunk 8's sampled block the sample faults; cut
-    # in chunk 15 after its sampled block (all sampled blocks read) only the pass does.
+    # in chunk 15 after its sampled block (all sampled blocks read) only the pass does:
+    # the compare pass of the median and the histogram pass of 9 quantiles.
     path = tmp_path / "w64.raw"
     n = 16 << 20
     np.random.default_rng(9).standard_normal(n).tofile(path)
     chunk = 8 << 20  # bytes
     truncated = 8 * chunk + 100 if phase == "sample" else 15 * chunk + (1 << 20) + 100
     out = child_json(WINDOW64, path, truncated)
-    assert out["counts"] == ([2, 0, 0] if phase == "sample" else [2, 2, 0])
+    assert out["counts"] == ([4, 0, 0] if phase == "sample" else [4, 4, 0])
+    assert out["hists"] == (0 if phase == "sample" else 2)
     for res in out["bad"]:
         check_fault(res, path, 0, 8 * n, truncated)
     assert out["after"] == {"value": 5.0}
