@@ -127,13 +127,13 @@ def test_a_cold_file_is_dropped_behind_the_pass(tmp_path, streaming):
     a = cold(p, np.int16)
     assert mmarray.median(a) == np.median(v)
     probe = mmarray.open(p, dtype="u1")  # a fresh mapping: the page cache, not our tables
-    assert mmarray.residency(probe).fraction < 0.1
+    assert mmarray.residency(probe).fraction < 0.5  # advice: see the test below
     for dtype in ("float64",):  # NaN count, then select: two calls, each dropped behind
         p2 = tmp_path / "g.raw"
         w = write(p2, dtype)
         b = cold(p2, dtype)
         assert mmarray.median(b) == np.median(w)
-        assert mmarray.residency(mmarray.open(p2, dtype="u1")).fraction < 0.1
+        assert mmarray.residency(mmarray.open(p2, dtype="u1")).fraction < 0.5
 
 
 def test_a_warm_file_stays_warm(tmp_path, streaming):
@@ -165,7 +165,9 @@ def test_only_the_pages_that_were_cold_are_dropped(tmp_path, streaming):
     assert mmarray.median(a) == np.median(v)
     after = _cache.resident_map(probe)
     assert after[before].all()
-    assert after[~before].mean() < 0.1
+    # MADV_PAGEOUT is advice: pages another CPU still holds in its LRU batch stay (a
+    # tenth once, under load); without the drop all of them stay
+    assert after[~before].mean() < 0.5
 
 
 def test_read_ahead_without_drop_leaves_the_file_cached(tmp_path, streaming):
