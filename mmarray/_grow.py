@@ -5,8 +5,9 @@ open-file-description lock on one byte far above any data (:data:`GROW_BYTE`, so
 it never meets a :func:`mmarray.lock` range) for its whole run, and re-reads the file's
 size and ``.npy`` header under it; ``mmarray.open`` takes the same byte shared while it
 reads a header, unless the header's data ends exactly at the file's end (a file at rest:
-a grow in progress leaves the file longer than its header says). The writes go in the order that leaves a file ``open`` reads at every
-instant, so that a process killed at any point leaves the file as it was or grown:
+a grow in progress leaves the file longer than its header says). The writes go in the
+order that leaves a file ``open`` reads at every instant, so that a process killed at
+any point leaves the file as it was or grown:
 
 1. the tail left by a grow that was killed before its header (bytes past the data the
    header describes) is cut off;
