@@ -222,10 +222,14 @@ job_window(const mm_streamer *w, size_t *lo, size_t *hi)
     }
     if (next > job->n_tasks)
         next = job->n_tasks;
+    if (low > job->n_tasks) /* every task claimed: next runs past the last one */
+        low = job->n_tasks;
     *lo = (size_t)((double)low * per_task) / MM_RA_BLOCK;
     *hi = ((size_t)((double)next * per_task) + lead) / MM_RA_BLOCK + 1;
     if (*hi > st->n_blocks)
         *hi = st->n_blocks;
+    if (*lo > st->n_blocks)
+        *lo = st->n_blocks;
 }
 
 /* Claims the next block to read ahead within [lo, hi) (skipping what the tasks have
