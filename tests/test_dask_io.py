@@ -24,6 +24,7 @@ import mmarray
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 md = pytest.importorskip("mmarray.dask")
+from dask_cluster import local_client  # noqa: E402  (after the skips: it imports distributed)
 
 TIMEOUT = 60  # seconds for any one result from the cluster
 
@@ -36,21 +37,7 @@ DTYPES = [
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        dashboard_address=":0",
-        silence_logs=40,
-        memory_limit="1GiB",
-    )
-    c = distributed.Client(cluster, timeout=TIMEOUT)
-    try:
-        c.wait_for_workers(2, timeout=TIMEOUT)
-        yield c
-    finally:
-        c.close(timeout=TIMEOUT)
-        cluster.close(timeout=TIMEOUT)
+    yield from local_client()
 
 
 def compute(client, x):
