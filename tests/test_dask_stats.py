@@ -61,6 +61,7 @@ def sync():
 def narrow(monkeypatch):
     """Buckets of more than 3 values are split again: every pass of the radix selection."""
     monkeypatch.setattr(_radix, "COLLECT", 3)
+    monkeypatch.setattr(_radix, "GATHER", 0)
 
 
 def call(fn, *args, **kwargs):
@@ -278,6 +279,45 @@ def test_radix_is_the_path_for_axis_none(sync, monkeypatch):
     a = np.arange(10_000, dtype="i2")[::-1].copy()
     check("median", a, da.from_array(a, chunks=1000))
     assert calls and all(c == (16, 16) for c in calls)  # one 65,536-bin pass, per chunk
+
+
+def test_buckets_are_gathered_within_the_budget(monkeypatch):
+    """`_gathered`: every bucket of at most COLLECT values, then the smallest others
+    while the gathered ones together hold at most GATHER values."""
+    monkeypatch.setattr(_radix, "COLLECT", 3)
+    monkeypatch.setattr(_radix, "GATHER", 17)
+    got = _radix._gathered(np.array([5, 10, 2, 100, 3, 40]))
+    assert got.tolist() == [True, False, True, False, True, False]  # 2 + 3 + 5 + 10 > 17
+    monkeypatch.setattr(_radix, "GATHER", 20)
+    assert _radix._gathered(np.array([5, 10, 2, 100, 3, 40])).tolist() == [
+        True,
+        True,
+        True,
+        False,
+        True,
+        False,  # 2 + 3 + 5 + 10 = 20: all four fit
+    ]
+    monkeypatch.setattr(_radix, "GATHER", 0)
+    assert _radix._gathered(np.array([4, 1, 9])).tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("gather", [0, 1 << 22])
+def test_a_budget_of_gathered_values_saves_a_pass(sync, monkeypatch, gather):
+    """float64 keys: with the budget, the bucket the first digit leaves (thousands of
+    values) is gathered at once (one histogram pass); without it, split again."""
+    monkeypatch.setattr(_radix, "COLLECT", 3)
+    monkeypatch.setattr(_radix, "GATHER", gather)
+    passes = []
+    real = _radix.RadixLanes._hist
+
+    def counting(self, table, shift, bits):
+        passes.append(shift)
+        return real(self, table, shift, bits)
+
+    monkeypatch.setattr(_radix.RadixLanes, "_hist", counting)
+    a = np.random.default_rng(3).random(100_000)
+    check("quantile", a, da.from_array(a, chunks=9_999), [0.1, 0.5, 0.9])
+    assert (passes == [64]) == bool(gather), passes
 
 
 def test_empty_all_nan_out_and_weights(sync):

@@ -5,10 +5,11 @@ Each pass, every task histograms the next digit of the keys of its chunk that fa
 the buckets still holding a wanted rank (``_core.key_histogram``), and dask's tree
 reduction sums the histograms; the client walks the summed counts down to the bucket
 of each rank. One 65,536-bin pass settles 8- and 16-bit values; 32- and 64-bit ones
-narrow 16 bits a pass until a bucket holds at most `COLLECT` values, which the tasks
-then gather (``_core.key_collect``) for the client to select among
-(``_core.select``). Only counts and those few values cross the network; the tasks
-read their chunks again on each pass (persist a source that is costly to read).
+narrow 16 bits a pass until their buckets are small enough to gather (`_gathered`:
+each of at most `COLLECT` values, or together at most `GATHER`), which the tasks then do
+(``_core.key_collect``) for the client to select among (``_core.select``). Only counts
+and those few values cross the network; the tasks read their chunks again on each pass
+(persist a source that is costly to read).
 
 The first pass's histogram is kept: it also counts each lane's NaNs (their key is the
 largest, alone in the top bin), which the nan* statistics ask for first.
@@ -31,6 +32,7 @@ from ._nans import lane_nans
 __all__ = ["COLLECT", "RADIX_CELLS", "RadixLanes", "key_bits"]
 
 COLLECT = 1 << 14  # a bucket of at most this many values is gathered, not split again
+GATHER = 1 << 22  # larger buckets are gathered while all gathered hold at most this many
 RADIX_CELLS = 1 << 21  # counters of one pass's histogram (lanes x buckets x bins), at most
 
 
@@ -202,7 +204,7 @@ class RadixLanes:
                 values[live] = _core.key_values(prefix[live], self.xt.dtype)
                 break
             t = _Targets(lane[live], prefix[live], base[live], count_l)
-            small = t.count <= COLLECT
+            small = _gathered(t.count)
             bits = min(16, self.W - known, _cap_bits(int(np.count_nonzero(~small))))
             H_t = self._pass(t, small, known, bits, R, live, base, values)
             keep = ~small[t.of]
@@ -243,6 +245,18 @@ class RadixLanes:
         if small_ids.size:
             _finish_collected(got, t, small_ids, ccell, R, live, base, values)
         return H_t
+
+
+def _gathered(count: np.ndarray) -> np.ndarray:
+    """Which buckets a pass gathers rather than splits: each of at most `COLLECT` values,
+    and the smallest others while all gathered hold at most `GATHER` values (one pass
+    fewer for the 32- and 64-bit keys whose first digit leaves a few million per bucket:
+    gathering 32 MiB costs less than reading every chunk again)."""
+    small = count <= COLLECT
+    order = np.argsort(count, kind="stable")
+    fits = np.empty(count.size, bool)
+    fits[order] = np.cumsum(count[order]) <= GATHER
+    return small | fits
 
 
 def _cap_bits(n_targets: int) -> int:
