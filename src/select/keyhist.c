@@ -19,6 +19,9 @@
 
 #define KH_BLOCK 256                    /* keys loaded at once from a run */
 #define KH_NOGIL ((npy_intp)1 << 15)    /* elements from which the GIL is released */
+#define KH_PIECE ((npy_intp)1 << 30)    /* values counted between overflow checks */
+#define KH_FIRST_LANE ((npy_intp)1 << 16) /* lane length from which the first pass uses
+                                           * 32-bit counters (flushed once per lane) */
 
 typedef struct {
     mm_sel *s;
@@ -26,6 +29,10 @@ typedef struct {
     npy_intp rows, m;
     int shift, bits;                    /* prefix = key >> shift; bin: the next bits */
     uint64_t *hist;                     /* key_histogram: n_lanes x m x 2^bits */
+    /* the first pass over long lanes (kh_first_run): 32-bit counters, h32_bins of them
+     * (sub-histograms of 2^bits bins), and the values counted since their last flush */
+    uint32_t *h32;
+    npy_intp h32_bins, since;
     /* key_collect: values and target ids (lane * m + j), grown as needed; owned here
      * (not by a local variable) so that a fault's jump leaks nothing */
     char *values;
@@ -83,6 +90,62 @@ kh_hist_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
                     h[j * nb + (npy_intp)((keys[i] >> low) & mask)]++;
             }
         }
+    }
+}
+
+/* Adds the 32-bit counters (every sub-histogram) to the lane's histogram, and clears
+ * them. */
+static void
+kh_flush32(kh_state *k)
+{
+    const npy_intp nb = (npy_intp)1 << k->bits;
+    uint64_t *h = k->hist + (size_t)k->lane * (size_t)nb;
+    for (npy_intp c = 0; c < k->h32_bins; c += nb)
+        for (npy_intp b = 0; b < nb; b++)
+            h[b] += k->h32[c + b];
+    memset(k->h32, 0, (size_t)k->h32_bins * sizeof(uint32_t));
+    k->since = 0;
+}
+
+/* The first digit of 32- and 64-bit keys (the stored top bits cannot tell a NaN from
+ * an infinity, so the keys are made): two sub-histograms, alternating. */
+static void
+kh_top_digits(kh_state *k, const char *p, npy_intp cnt, npy_intp st)
+{
+    uint64_t keys[KH_BLOCK];
+    const int low = k->shift - k->bits;
+    uint32_t *h0 = k->h32, *h1 = k->h32 + ((npy_intp)1 << k->bits);
+    for (npy_intp i0 = 0; i0 < cnt; i0 += KH_BLOCK, p += KH_BLOCK * st) {
+        npy_intp n = cnt - i0 < KH_BLOCK ? cnt - i0 : KH_BLOCK, i = 0;
+        k->s->type->load(p, n, st, keys);
+        for (; i + 2 <= n; i += 2) {
+            h0[keys[i] >> low]++;
+            h1[keys[i + 1] >> low]++;
+        }
+        if (i < n)
+            h0[keys[i] >> low]++;
+    }
+}
+
+/* key_histogram's first pass over a long lane (every key counted by its top digit):
+ * the dtype's first-digit kernel (hist0) for keys of 8 and 16 bits, which are their own
+ * first digit, kh_top_digits for wider ones; 32-bit counters, flushed before they
+ * could overflow and at the end of the lane (kh_lanes). */
+static void
+kh_first_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    kh_state *k = arg;
+    while (cnt > 0) {
+        npy_intp n = cnt < KH_PIECE ? cnt : KH_PIECE;
+        if (k->since > (npy_intp)UINT32_MAX - n)
+            kh_flush32(k);
+        if (k->s->type->key_bits <= 16)
+            k->s->type->hist0(p, n, st, k->h32);
+        else
+            kh_top_digits(k, p, n, st);
+        k->since += n;
+        p += n * st;
+        cnt -= n;
     }
 }
 
@@ -145,6 +208,8 @@ kh_lanes(void *arg)
         k->row = k->prefixes + (size_t)(k->rows == 1 ? 0 : l) * (size_t)k->m;
         if (s->lane_len > 0)
             mm_for_runs(s, mm_lane_ptr(s, l), 0, s->lane_len, ps->fn, k);
+        if (k->h32 != NULL)
+            kh_flush32(k);
     }
 }
 
@@ -222,6 +287,32 @@ done:
     return pr;
 }
 
+/* Whether key_histogram's pass is the first over long lanes: one all-matching prefix
+ * (0, the key shifted out), the top digit (16 bits, or all of an 8-bit key). */
+static int
+kh_first_pass(const kh_state *k)
+{
+    const int w = k->s->type->key_bits;
+    return k->rows == 1 && k->m == 1 && k->prefixes[0] == 0 && k->shift == w &&
+           k->bits == (w < 16 ? w : 16) && k->s->lane_len >= KH_FIRST_LANE;
+}
+
+/* The 32-bit counters of the first pass: hist0's layout for 8- and 16-bit keys (four
+ * sub-histograms for 8 bits), two of 65536 for wider ones.  0, or -1 with MemoryError. */
+static int
+kh_first_alloc(kh_state *k)
+{
+    int rc = 0;
+    const int w = k->s->type->key_bits;
+    k->h32_bins = w == 8 ? 1024 : w == 16 ? 65536 : 2 * 65536;
+    k->h32 = calloc((size_t)k->h32_bins, sizeof(uint32_t));
+    if (k->h32 == NULL) {
+        PyErr_NoMemory();
+        rc = -1;
+    }
+    return rc;
+}
+
 static PyObject *
 mm_key_histogram(PyObject *module, PyObject *args, PyObject *kwds)
 {
@@ -233,6 +324,7 @@ mm_key_histogram(PyObject *module, PyObject *args, PyObject *kwds)
     kh_state k;
     mm_sel s;
 
+    memset(&k, 0, sizeof(k));
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiOii|O:key_histogram", kwlist, &xo, &r, &po,
                                      &shift, &bits, &region)) {
         xo = NULL;
@@ -249,11 +341,14 @@ mm_key_histogram(PyObject *module, PyObject *args, PyObject *kwds)
     if (out == NULL)
         goto done;
     k.hist = (uint64_t *)PyArray_DATA(out);
-    if (kh_run(&k, kh_hist_run) == 0) {
+    if (kh_first_pass(&k) && kh_first_alloc(&k) < 0)
+        goto done;
+    if (kh_run(&k, k.h32 != NULL ? kh_first_run : kh_hist_run) == 0) {
         result = (PyObject *)out;
         out = NULL;
     }
 done:
+    free(k.h32);
     Py_XDECREF(out);
     Py_XDECREF(pr);
     Py_XDECREF(xo);

@@ -1,0 +1,129 @@
+"""The per-chunk kernels of mmarray.dask's radix selection against a numpy oracle:
+``_core.key_histogram`` (first passes over long lanes take 32-bit counters, the others a
+prefix filter) and ``_core.key_collect``.
+
+Oracle: the order-preserving key of every value computed with numpy (`keys`), then
+``np.bincount`` of the wanted digit among the keys with the wanted prefix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmarray import _core
+
+DTYPES = ["?", "u1", "i1", "u2", "i2", "f2", "u4", "i4", "f4", "u8", "i8", "f8"]
+FIRST_LANE = 1 << 16  # lanes from this long take the 32-bit counters (keyhist.c)
+
+
+def keys(a: np.ndarray) -> np.ndarray:
+    """numpy's statement of the engine's keys (src/select/keys.h), as uint64."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint64)
+    w = 8 * a.dtype.itemsize
+    u = a.view(f"u{a.dtype.itemsize}").astype(np.uint64)
+    top = np.uint64(1) << np.uint64(w - 1)
+    ones = (np.uint64(1) << np.uint64(w)) - np.uint64(1) if w < 64 else ~np.uint64(0)
+    if a.dtype.kind == "u":
+        return u
+    if a.dtype.kind == "i":
+        return u ^ top
+    k = np.where(u & top, ~u & ones, u | top)
+    return np.where(np.isnan(a), ones, k)
+
+
+def oracle(a: np.ndarray, prefixes: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """(L, m, 2**bits) for the lanes a[l] (2-d: lanes x values), as key_histogram."""
+    out = np.zeros((a.shape[0], prefixes.shape[1], 1 << bits), np.uint64)
+    for lane in range(a.shape[0]):
+        k = keys(a[lane])
+        p = k >> np.uint64(shift) if shift < 64 else np.zeros_like(k)
+        digit = (k >> np.uint64(shift - bits)) & np.uint64((1 << bits) - 1)
+        row = prefixes[0 if prefixes.shape[0] == 1 else lane]
+        for j in range(row.size):
+            if j and row[j] == row[j - 1]:
+                continue  # the first of equal columns counts
+            d = digit[p == row[j]].astype(np.int64)
+            out[lane, j] = np.bincount(d, minlength=1 << bits)
+    return out
+
+
+def awkward(rng: np.random.Generator, dtype: str, n: int) -> np.ndarray:
+    """n values of dtype: random bits, with zeros of both signs, infinities, NaNs of
+    several patterns and runs of one value where the dtype has them."""
+    dt = np.dtype(dtype)
+    if n == 0:
+        return np.empty(0, dt)
+    if dt == np.bool_:
+        return rng.integers(0, 2, n).astype(bool)
+    a = rng.integers(0, 256, n * dt.itemsize, dtype=np.uint8).view(dt).copy()
+    if dt.kind == "f":
+        specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0], dt)
+        pick = rng.integers(0, n, n // 20 + 1)
+        a[pick] = rng.choice(specials, pick.size)
+    a[: n // 10] = a[n // 2]
+    return a
+
+
+def first_digits(dtype: str) -> tuple[int, int]:
+    """(shift, bits) of the first pass: the whole key, its top 16 bits (or all 8)."""
+    w = 8 * np.dtype(dtype).itemsize
+    return w, min(16, w)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [FIRST_LANE - 1, FIRST_LANE, 3 * FIRST_LANE + 17])
+def test_first_pass_over_long_and_short_lanes(dtype, n):
+    rng = np.random.default_rng(n)
+    a = awkward(rng, dtype, 2 * n).reshape(2, n)
+    shift, bits = first_digits(dtype)
+    zero = np.zeros((1, 1), np.uint64)
+    for x in (a, a[:, ::-1], a[::-1, ::2], a.T.copy().T):  # strides of every sign
+        got = _core.key_histogram(x, 1, zero, shift, bits)
+        assert np.array_equal(got, oracle(x, zero, shift, bits))
+        assert int(got.sum()) == x.size
+
+
+@pytest.mark.slow
+def test_first_pass_counts_past_the_32_bit_counters():
+    """The counters are flushed before they overflow: a lane of 2**32 + 5 zeros (read
+    through a stride-0 view: no memory) has its bin counted whole."""
+    big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint16), (2**32 + 5,), (0,))
+    got = _core.key_histogram(big, 1, np.zeros((1, 1), np.uint64), 16, 16)
+    assert got[0, 0, 0] == 2**32 + 5 and got.sum() == 2**32 + 5
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    dtype=st.sampled_from(DTYPES),
+    lanes=st.integers(1, 3),
+    n=st.integers(0, 3000),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_narrowing_passes_and_collects_match_the_oracle(dtype, lanes, n, seed, data):
+    rng = np.random.default_rng(seed)
+    a = awkward(rng, dtype, lanes * n).reshape(lanes, n)
+    w = 8 * np.dtype(dtype).itemsize
+    known = data.draw(st.integers(0, w - 1), label="known bits")
+    bits = data.draw(st.integers(1, min(16, w - known)), label="bits")
+    shift = w - known
+    k = keys(a)
+    have = np.unique(k >> np.uint64(shift)) if shift < 64 else np.zeros(1, np.uint64)
+    m = data.draw(st.integers(1, 4), label="columns")
+    rows = 1 if lanes == 1 or data.draw(st.booleans(), label="one row") else lanes
+    pool = np.concatenate([have, rng.integers(0, 2**16, 2).astype(np.uint64)])
+    prefixes = np.sort(rng.choice(pool, (rows, m)), axis=1)
+    got = _core.key_histogram(a, 1, prefixes, shift, bits)
+    assert np.array_equal(got, oracle(a, prefixes, shift, bits))
+    values, ids = _core.key_collect(a, 1, prefixes, shift)
+    for lane in range(lanes):
+        row = prefixes[0 if rows == 1 else lane]
+        mine = k[lane] >> np.uint64(shift) if shift < 64 else np.zeros(n, np.uint64)
+        want = a[lane][np.isin(mine, row)]
+        here = (ids // m) == lane
+        assert np.array_equal(values[here], want, equal_nan=a.dtype.kind == "f")
