@@ -132,6 +132,12 @@ def key_histogram(
     bits: int,
     region: Region | None = None,
 ) -> np.ndarray[Any, Any]: ...
+def key_window(
+    x: np.ndarray[Any, Any],
+    r: int,
+    bounds: np.ndarray[Any, Any],
+    region: Region | None = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
 def key_collect(
     x: np.ndarray[Any, Any],
     r: int,

@@ -127,3 +127,39 @@ def test_narrowing_passes_and_collects_match_the_oracle(dtype, lanes, n, seed, d
         want = a[lane][np.isin(mine, row)]
         here = (ids // m) == lane
         assert np.array_equal(values[here], want, equal_nan=a.dtype.kind == "f")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    dtype=st.sampled_from(["i2", "u2"]),
+    lanes=st.integers(1, 3),
+    n=st.sampled_from([0, 1, 31, 1000, FIRST_LANE + 3]),
+    per_lane=st.booleans(),
+    step=st.sampled_from([1, -1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_key_window_counts_inside_below_and_above(dtype, lanes, n, per_lane, step, seed):
+    rng = np.random.default_rng(seed)
+    a = awkward(rng, dtype, lanes * n * abs(step)).reshape(lanes, -1)[:, ::step]
+    rows = lanes if per_lane else 1
+    lo = rng.integers(0, 65536, rows)
+    hi = np.minimum(65535, lo + rng.integers(0, 3000, rows))
+    bounds = np.stack([lo, hi], axis=1).astype(np.uint64)
+    hist, outside = _core.key_window(a, 1, bounds)
+    assert hist.shape == (lanes, 65536) and outside.shape == (lanes, 2)
+    for lane in range(lanes):
+        k = keys(a[lane]).astype(np.int64)
+        b_lo, b_hi = (int(v) for v in bounds[0 if rows == 1 else lane])
+        want = np.bincount(k, minlength=65536)
+        want[:b_lo], want[b_hi + 1 :] = 0, 0
+        assert np.array_equal(hist[lane], want)
+        assert outside[lane].tolist() == [int((k < b_lo).sum()), int((k > b_hi).sum())]
+
+
+def test_key_window_refuses_what_it_cannot_count():
+    a = np.arange(10, dtype=np.int16)
+    with pytest.raises(TypeError, match="int16 or uint16"):
+        _core.key_window(a.astype(np.float16), 1, np.array([[0, 5]], np.uint64))
+    for bad in ([[5, 4]], [[0, 65536]], [[0, 1, 2]], [[0, 1], [0, 1]]):
+        with pytest.raises(ValueError, match="lo <= hi < 65536"):
+            _core.key_window(a, 1, np.array(bad, np.uint64))

@@ -27,6 +27,8 @@ import numpy as np
 import mmarray
 from mmarray import _core
 
+from . import _window
+from ._blocks import lane_ids, rows_of
 from ._nans import lane_nans
 
 __all__ = ["COLLECT", "RADIX_CELLS", "RadixLanes", "key_bits"]
@@ -41,16 +43,6 @@ def key_bits(dtype: np.dtype[Any]) -> int:
     return 8 * dtype.itemsize
 
 
-def _lane_ids(loc: list[tuple[int, int]], outer: tuple[int, ...]) -> np.ndarray:
-    """The lanes (C order over outer) of a block whose kept axes span loc."""
-    index = tuple(slice(a, b) for a, b in loc[: len(outer)])
-    return np.arange(math.prod(outer)).reshape(outer)[index].ravel()
-
-
-def _rows(table: np.ndarray, loc: list[tuple[int, int]], outer: tuple[int, ...]) -> np.ndarray:
-    return table if table.shape[0] == 1 else table[_lane_ids(loc, outer)]
-
-
 def _hist_block(
     block: np.ndarray,
     table: np.ndarray,
@@ -63,7 +55,7 @@ def _hist_block(
     block = np.asarray(block)
     loc = block_info[0]["array-location"]
     h = _core.key_histogram(
-        block, r, _rows(table, loc, outer), shift, bits, region=mmarray.region(block)
+        block, r, rows_of(table, loc, outer), shift, bits, region=mmarray.region(block)
     )
     return h.reshape(block.shape[: block.ndim - r] + (1,) * r + h.shape[1:])
 
@@ -159,7 +151,7 @@ class RadixLanes:
         collect = dask.delayed(_collect_block, pure=True)
         for idx in np.ndindex(blocks.shape):
             loc = [(int(starts[k][i]), int(starts[k][i + 1])) for k, i in enumerate(idx[:nk])]
-            out.append(collect(blocks[idx], table, shift, self.r, _lane_ids(loc, self.outer)))
+            out.append(collect(blocks[idx], table, shift, self.r, lane_ids(loc, self.outer)))
         return out
 
     def _first_pass(self) -> np.ndarray:
@@ -169,6 +161,16 @@ class RadixLanes:
             (h,) = dask.compute(self._hist(table, self.W, self.b0))
             self._first = np.asarray(h).reshape(self.L, 1 << self.b0)
         return self._first
+
+    def _first_rows(self, R: np.ndarray, lane: np.ndarray) -> np.ndarray:
+        """The first digit's histogram for each wanted rank R[i] of lane[i]: through the
+        sampled window where it applies and holds every rank (`mmarray.dask._window`),
+        else the full first pass."""
+        if self._first is None and _window.applies(self.xt, self.n):
+            H = _window.window_histograms(self.xt, self.outer, self.r, R, lane, self.n)
+            if H is not None:
+                return H[lane]
+        return self._first_pass()[lane]
 
     def nan_counts(self, rep: Any) -> np.ndarray:
         """See `mmarray._harness.Lanes.nan_counts` (the first pass's top bin)."""
@@ -190,7 +192,7 @@ class RadixLanes:
         values = np.empty(R.size, self.xt.dtype)
         if R.size == 0:
             return values.reshape(self.L, m)
-        H = self._first_pass()[lane]  # one histogram per wanted rank, for now
+        H = self._first_rows(R, lane)  # one histogram per wanted rank, for now
         base = np.zeros(R.size, np.int64)
         prefix = np.zeros(R.size, np.uint64)
         live = np.arange(R.size)

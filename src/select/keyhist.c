@@ -1,5 +1,5 @@
 /* The per-chunk kernels of a distributed radix selection: _core.key_histogram,
- * _core.key_collect and _core.key_values (mmarray.dask's exact statistics).
+ * _core.key_window, _core.key_collect and _core.key_values (mmarray.dask's exact statistics).
  *
  * A dask task holds one chunk of an array whose last r axes are (part of) the lanes
  * reduced together.  Every value has the engine's order-preserving key (keys.h, through
@@ -7,9 +7,11 @@
  * hold the wanted ranks, each named by its prefix (the key's top bits, key >> shift);
  * a task either histograms the next `bits` bits of the keys in those buckets
  * (key_histogram) or gathers their values (key_collect), so that only counts and the
- * few values of the final buckets leave the worker.  Single-threaded (a dask worker
- * runs one task per thread), with the GIL released around the pass over a big chunk and
- * a SIGBUS there (a truncated file) raised as OSError naming the region. */
+ * few values of the final buckets leave the worker.  For 16-bit integers a sampled
+ * window may stand for the first pass: key_window counts the keys in [lo, hi] bin by
+ * bin and the others as below or above (window.c's SIMD count).  Single-threaded (a
+ * dask worker runs one task per thread), with the GIL released around the pass over a
+ * big chunk and a SIGBUS there (a truncated file) raised as OSError naming the region. */
 #include "select.h"
 #include "lanes.h"
 
@@ -33,6 +35,9 @@ typedef struct {
      * (sub-histograms of 2^bits bins), and the values counted since their last flush */
     uint32_t *h32;
     npy_intp h32_bins, since;
+    /* key_window: each lane's [lo, hi] (rows x 2) and its counts below and above */
+    const uint64_t *bounds;
+    uint64_t *outside;
     /* key_collect: values and target ids (lane * m + j), grown as needed; owned here
      * (not by a local variable) so that a fault's jump leaks nothing */
     char *values;
@@ -149,6 +154,25 @@ kh_first_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
     }
 }
 
+/* key_window's count of a run of 16-bit keys: those in the lane's window to their bins
+ * (32-bit counters, flushed as in kh_first_run), the others below or above it. */
+static void
+kh_window_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    kh_state *k = arg;
+    const uint64_t *b = k->bounds + (size_t)(k->rows == 1 ? 0 : k->lane) * 2;
+    while (cnt > 0) {
+        npy_intp n = cnt < KH_PIECE ? cnt : KH_PIECE;
+        if (k->since > (npy_intp)UINT32_MAX - n)
+            kh_flush32(k);
+        mm_win_count(p, n, st, (unsigned)k->s->type->window_xor, (uint32_t)b[0],
+                     (uint32_t)b[1], k->h32, k->outside + (size_t)k->lane * 2);
+        k->since += n;
+        p += n * st;
+        cnt -= n;
+    }
+}
+
 /* Room for one more collected value; 0, or -1 (no memory: k->nomem set). */
 static int
 kh_reserve(kh_state *k)
@@ -205,7 +229,8 @@ kh_lanes(void *arg)
     const mm_sel *s = k->s;
     for (npy_intp l = 0; l < s->n_lanes && !k->nomem; l++) {
         k->lane = l;
-        k->row = k->prefixes + (size_t)(k->rows == 1 ? 0 : l) * (size_t)k->m;
+        if (k->prefixes != NULL)
+            k->row = k->prefixes + (size_t)(k->rows == 1 ? 0 : l) * (size_t)k->m;
         if (s->lane_len > 0)
             mm_for_runs(s, mm_lane_ptr(s, l), 0, s->lane_len, ps->fn, k);
         if (k->h32 != NULL)
@@ -243,6 +268,21 @@ done:
     return rc;
 }
 
+/* Parses (x, r, region) into s, and clears k; 0, or -1 with an exception set. */
+static int
+kh_sel(kh_state *k, mm_sel *s, PyObject *module, PyObject *xo, int r, PyObject *region)
+{
+    int rc = -1;
+    memset(k, 0, sizeof(*k));
+    if (!PyArray_Check(xo))
+        PyErr_SetString(PyExc_TypeError, "x must be a numpy array");
+    else if (mm_sel_init(s, module, (PyArrayObject *)xo, r, 1, Py_None, region) == 0) {
+        k->s = s;
+        rc = 0;
+    }
+    return rc;
+}
+
 /* Parses (x, r, prefixes, shift[, bits], region) into k and s; returns the prefixes
  * array (a new reference), or NULL with an exception set. */
 static PyArrayObject *
@@ -250,12 +290,7 @@ kh_init(kh_state *k, mm_sel *s, PyObject *module, PyObject *xo, int r, PyObject 
         int shift, int bits, PyObject *region)
 {
     PyArrayObject *pr = NULL;
-    memset(k, 0, sizeof(*k));
-    if (!PyArray_Check(xo)) {
-        PyErr_SetString(PyExc_TypeError, "x must be a numpy array");
-        goto done;
-    }
-    if (mm_sel_init(s, module, (PyArrayObject *)xo, r, 1, Py_None, region) < 0)
+    if (kh_sel(k, s, module, xo, r, region) < 0)
         goto done;
     if (bits < 0 || bits > 16 || shift < bits || shift > s->type->key_bits) {
         PyErr_Format(PyExc_ValueError, "shift=%d, bits=%d: need 0 <= bits <= 16 and "
@@ -351,6 +386,75 @@ done:
     free(k.h32);
     Py_XDECREF(out);
     Py_XDECREF(pr);
+    Py_XDECREF(xo);
+    return result;
+}
+
+/* Parses key_window's bounds ((1 or L) x 2 uint64, lo <= hi < 2**16) into k; the array
+ * (a new reference), or NULL with ValueError set. */
+static PyArrayObject *
+kh_bounds(kh_state *k, PyObject *bo)
+{
+    PyArrayObject *b = (PyArrayObject *)PyArray_FROMANY(bo, NPY_UINT64, 2, 2,
+                                                        NPY_ARRAY_IN_ARRAY);
+    if (b == NULL)
+        goto done;
+    k->bounds = (const uint64_t *)PyArray_DATA(b);
+    k->rows = PyArray_DIM(b, 0);
+    int ok = PyArray_DIM(b, 1) == 2 && (k->rows == 1 || k->rows == k->s->n_lanes);
+    for (npy_intp i = 0; i < k->rows && ok; i++)
+        ok = k->bounds[2 * i] <= k->bounds[2 * i + 1] && k->bounds[2 * i + 1] < 65536;
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "bounds: need 1 or %zd rows of [lo, hi] with "
+                     "lo <= hi < 65536", (Py_ssize_t)k->s->n_lanes);
+        Py_CLEAR(b);
+    }
+done:
+    return b;
+}
+
+static PyObject *
+mm_key_window(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "r", "bounds", "region", NULL};
+    PyObject *xo = NULL, *bo, *region = Py_None, *result = NULL;
+    PyArrayObject *b = NULL, *hist = NULL, *outside = NULL;
+    int r;
+    npy_intp dims[2];
+    kh_state k;
+    mm_sel s;
+
+    memset(&k, 0, sizeof(k));
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|O:key_window", kwlist, &xo, &r, &bo,
+                                     &region)) {
+        xo = NULL;
+        goto done;
+    }
+    Py_INCREF(xo);
+    if (kh_sel(&k, &s, module, xo, r, region) < 0)
+        goto done;
+    k.bits = 16;
+    if (s.type->window_xor < 0) {
+        PyErr_SetString(PyExc_TypeError, "key_window: x must be int16 or uint16");
+        goto done;
+    }
+    b = kh_bounds(&k, bo);
+    dims[0] = s.n_lanes;
+    dims[1] = 65536;
+    hist = b != NULL ? (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_UINT64, 0) : NULL;
+    dims[1] = 2;
+    outside = hist != NULL ? (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_UINT64, 0) : NULL;
+    if (outside == NULL || kh_first_alloc(&k) < 0)
+        goto done;
+    k.hist = (uint64_t *)PyArray_DATA(hist);
+    k.outside = (uint64_t *)PyArray_DATA(outside);
+    if (kh_run(&k, kh_window_run) == 0)
+        result = Py_BuildValue("(OO)", (PyObject *)hist, (PyObject *)outside);
+done:
+    free(k.h32);
+    Py_XDECREF(outside);
+    Py_XDECREF(hist);
+    Py_XDECREF(b);
     Py_XDECREF(xo);
     return result;
 }
@@ -454,6 +558,11 @@ static PyMethodDef keyhist_methods[] = {
      "key_collect(x, r, prefixes, shift, region=None)\n--\n\n"
      "The values of x whose key >> shift is one of their lane's prefixes, in the lane's\n"
      "order, and their ids (lane * m + j) as int64: a tuple (values, ids)."},
+    {"key_window", (PyCFunction)(void (*)(void))mm_key_window, METH_VARARGS | METH_KEYWORDS,
+     "key_window(x, r, bounds, region=None)\n--\n\n"
+     "For every lane of x (int16 or uint16; its last r axes), with bounds[l] = [lo, hi]\n"
+     "(a uint64 array of 1 or L rows): the histogram of its keys in [lo, hi] (uint64\n"
+     "(L, 65536), zero outside) and its counts of keys below lo and above hi (L, 2)."},
     {"key_values", (PyCFunction)(void (*)(void))mm_key_values, METH_VARARGS,
      "key_values(keys, dtype)\n--\n\n"
      "The values of dtype whose order-preserving keys are keys (a 1-d uint64 array);\n"

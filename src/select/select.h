@@ -266,6 +266,11 @@ int mm_window_applies(const mm_sel *s, npy_intp n_chunks);
 int mm_first_digit_window(mm_sel *s, npy_intp ntasks, uint64_t *total, uint64_t *outk,
                           mm_target *root, mm_target *pend, npy_intp *npend, double pb,
                           double ps);
+/* The window count of a run of 16-bit values (key = stored ^ kx): keys in [lo, hi] in
+ * their bins of h (65536 32-bit counters), the others added to wo[0] (below lo) and
+ * wo[1] (above hi).  SIMD on contiguous runs. */
+void mm_win_count(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint32_t lo,
+                  uint32_t hi, uint32_t *h, uint64_t *wo);
 /* Lanes since import that took the windowed first pass: sampled, windowed, missed. */
 void mm_window_test_counts(long long counts[3]);
 /* Counts one lane as sampled (0), windowed (1) or missed (2), for the test counts. */

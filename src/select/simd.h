@@ -25,7 +25,7 @@ mm_hsum_u16(__m128i v)
     return (uint64_t)w[0] + w[1] + w[2] + w[3];
 }
 
-/* The window count (window.c's win_count) of a run of 16-bit values with stride st,
+/* The window count (window.c's mm_win_count) of a run of 16-bit values with stride st,
  * from element *ip on, 16 at a time where the run is contiguous: keys (value ^ kx) in
  * [lo, hi] to their bins of h, the others added to *below and *above; *ip moves past
  * the elements done.  Only the rare keys inside the window touch the table. */

@@ -45,9 +45,9 @@ mm_window_applies(const mm_sel *s, npy_intp n_chunks)
 /* Counts the keys (stored value ^ kx) of one strided run of 16-bit values: a key in
  * [lo, hi] in its bin of h, the others in wo[0] (below lo) or wo[1] (above hi).  On
  * contiguous runs SIMD compares many values at a time (simd.h). */
-static void
-win_count(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint32_t lo, uint32_t hi,
-          uint32_t *h, uint64_t *wo)
+void
+mm_win_count(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint32_t lo, uint32_t hi,
+             uint32_t *h, uint64_t *wo)
 {
     uint64_t below = 0, above = 0;
     const uint32_t width = hi - lo;
@@ -77,8 +77,8 @@ run_wcount(void *arg, const char *p, npy_intp cnt, npy_intp st)
 {
     mm_count_arg *a = arg;
     const mm_sel *s = a->sel;
-    win_count(p, cnt, st, (unsigned)s->type->window_xor, s->win_lo, s->win_hi,
-              s->hist32 + (size_t)a->tid * s->hist_bins, s->win_outside + (size_t)a->tid * 8);
+    mm_win_count(p, cnt, st, (unsigned)s->type->window_xor, s->win_lo, s->win_hi,
+                 s->hist32 + (size_t)a->tid * s->hist_bins, s->win_outside + (size_t)a->tid * 8);
 }
 
 typedef struct {
