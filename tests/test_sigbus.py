@@ -36,9 +36,12 @@ def attempt(fn):
         return {"errno": e.errno, "filename": e.filename, "msg": str(e)}
 
 def span(v):
+    # the file offsets [lo, hi) of the bytes of v (reversed views included)
     reg = mmarray.region(v)
-    lo = v.__array_interface__["data"][0] - reg.address + reg.offset
-    return [lo, lo + v.nbytes]
+    first = v.__array_interface__["data"][0] - reg.address + reg.offset
+    down = sum(min(0, (n - 1) * st) for n, st in zip(v.shape, v.strides))
+    up = sum(max(0, (n - 1) * st) for n, st in zip(v.shape, v.strides))
+    return [first + down, first + up + v.itemsize]
 """
 
 
