@@ -138,6 +138,12 @@ def key_window(
     bounds: np.ndarray[Any, Any],
     region: Region | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
+def key_window_keys(
+    x: np.ndarray[Any, Any],
+    r: int,
+    windows: np.ndarray[Any, Any],
+    region: Region | None = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
 def key_collect(
     x: np.ndarray[Any, Any],
     r: int,

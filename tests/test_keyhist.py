@@ -8,6 +8,8 @@ Oracle: the order-preserving key of every value computed with numpy (`keys`), th
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -161,5 +163,128 @@ def test_key_window_refuses_what_it_cannot_count():
     with pytest.raises(TypeError, match="int16 or uint16"):
         _core.key_window(a.astype(np.float16), 1, np.array([[0, 5]], np.uint64))
     for bad in ([[5, 4]], [[0, 65536]], [[0, 1, 2]], [[0, 1], [0, 1]]):
-        with pytest.raises(ValueError, match="lo <= hi < 65536"):
+        with pytest.raises(ValueError, match=r"lo <= hi < 2\*\*16"):
             _core.key_window(a, 1, np.array(bad, np.uint64))
+
+
+WIDE = ["u4", "i4", "f4", "u8", "i8", "f8"]
+
+
+def some_windows(rng: np.random.Generator, k: np.ndarray, nw: int, bits: int) -> list[int]:
+    """nw sorted, disjoint windows [lo, hi] of keys, most of them around keys of k (so
+    that they hold some), one possibly reaching the top key."""
+    top = (1 << bits) - 1
+    ends = sorted(int(v) for v in rng.choice(k, 2 * nw)) if k.size else []
+    if len(set(ends)) < 2 * nw:
+        ends = sorted(int(v) for v in rng.integers(0, top, 2 * nw, np.uint64, endpoint=True))
+    out = []
+    for j in range(nw):
+        lo, hi = ends[2 * j], ends[2 * j + 1]
+        if j and lo <= out[-1]:
+            lo = out[-1] + 1
+        out += [lo, max(lo, hi)]
+    if rng.random() < 0.3 and out[-1] < top:
+        out[-1] = top
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    dtype=st.sampled_from(WIDE),
+    lanes=st.integers(1, 3),
+    n=st.sampled_from([0, 1, 33, 1000, 5000]),
+    nw=st.sampled_from([1, 2, 3, 5, 24]),
+    per_lane=st.booleans(),
+    step=st.sampled_from([1, -1, 2]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_key_window_keys_counts_and_gathers_every_window(dtype, lanes, n, nw, per_lane, step, seed):
+    """Against the keys sorted: each window's keys are a stretch of them (below[j] from
+    below[j] + inside[j]) that covers the asked [lo, hi] (exactly, but for the float64
+    histogram pass of 3 or more windows, which widens a window to whole buckets);
+    windows do not overlap; the gathered keys are those stretches; the largest key is
+    the lane's largest."""
+    rng = np.random.default_rng(seed)
+    bits = 8 * np.dtype(dtype).itemsize
+    a = awkward(rng, dtype, lanes * n * abs(step)).reshape(lanes, -1)[:, ::step]
+    rows = [some_windows(rng, keys(a[lane]), nw, bits) for lane in range(lanes if per_lane else 1)]
+    table = np.array(rows, np.uint64)
+    c, got, largest = _core.key_window_keys(a, 1, table)
+    check_windows(a, table, c, got, largest, exact=not (dtype == "f8" and nw >= 3))
+
+
+def check_windows(a, table, c, got, largest, exact):
+    """key_window_keys's result for the lanes a[l] and windows table against the keys
+    sorted (see the test above)."""
+    lanes, nw = a.shape[0], table.shape[1] // 2
+    assert c.shape == (lanes, nw, 2) and largest.shape == (lanes,)
+    start = 0
+    for lane in range(lanes):
+        k = np.sort(keys(a[lane]))
+        w = table[0 if table.shape[0] == 1 else lane].reshape(nw, 2)
+        below, inside = c[lane, :, 0].astype(np.int64), c[lane, :, 1].astype(np.int64)
+        asked_lo = np.searchsorted(k, w[:, 0], "left")
+        asked_hi = np.searchsorted(k, w[:, 1], "right")
+        if exact:
+            assert below.tolist() == asked_lo.tolist()
+            assert (below + inside).tolist() == asked_hi.tolist()
+        else:
+            assert np.all(below <= asked_lo) and np.all(below + inside >= asked_hi)
+            assert np.all(below[1:] >= below[:-1] + inside[:-1])
+        mine = np.sort(got[start : start + int(inside.sum())])
+        start += int(inside.sum())
+        want = np.concatenate([k[b : b + i] for b, i in zip(below, inside, strict=True)])
+        assert np.array_equal(mine, want)
+        assert int(largest[lane]) == (int(k[-1]) if k.size else 0)
+    assert start == got.size
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_key_window_keys_through_the_histogram_pass(step):
+    """float64 with three windows of ordinary ends goes through window64.c's histogram
+    pass (strided values through a contiguous copy), which may widen each window to
+    whole buckets; the counts still place every key."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((2, 100_000 * step))[:, ::step]
+    ends = keys(np.array([-1.0, -0.9, 0.01, 0.1, 1.0, 1.1]))
+    table = np.array([ends], np.uint64)
+    before = _core._test_hist_passes()
+    c, got, largest = _core.key_window_keys(a, 1, table)
+    if platform.machine() == "x86_64" and "avx2" in open("/proc/cpuinfo").read():
+        assert _core._test_hist_passes() == before + 2  # one per lane
+    check_windows(a, table, c, got, largest, exact=False)
+
+
+def test_key_window_keys_over_long_lanes_in_pieces():
+    """Lanes longer than a piece (2**20 keys) drain their windows' buffers between
+    pieces; windows holding most of the keys lose none."""
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((2, (1 << 21) + 7))
+    ends = [0, int(keys(np.array([0.5]))[0]), 1 << 63 | 1 << 62, (1 << 64) - 1]
+    table = np.array([ends], np.uint64)
+    c, got, largest = _core.key_window_keys(a, 1, table)
+    for lane in range(2):
+        k = keys(a[lane])
+        assert c[lane].tolist() == [
+            [0, int((k <= table[0, 1]).sum())],
+            [int((k < table[0, 2]).sum()), int((k >= table[0, 2]).sum())],
+        ]
+        assert int(largest[lane]) == int(k.max())
+    assert got.size == c[:, :, 1].sum()
+
+
+def test_key_window_keys_refuses_what_it_cannot_count():
+    a = np.arange(10, dtype=np.int32)
+    with pytest.raises(TypeError, match="32- or 64-bit"):
+        _core.key_window_keys(a.astype(np.int16), 1, np.array([[0, 5]], np.uint64))
+    for bad in (
+        [[5, 4]],  # lo above hi
+        [[0, 1 << 32]],  # past the 32-bit keys
+        [[0, 1, 2]],  # not pairs
+        [[0, 5, 5, 9]],  # overlapping
+        [[6, 9, 0, 5]],  # not sorted
+        [list(range(50))],  # 25 windows
+        [[0, 1], [0, 1]],  # two rows for one lane
+    ):
+        with pytest.raises(ValueError, match=r"lo <= hi < 2\*\*32"):
+            _core.key_window_keys(a, 1, np.array(bad, np.uint64))

@@ -12,42 +12,12 @@
  * bin and the others as below or above (window.c's SIMD count).  Single-threaded (a
  * dask worker runs one task per thread), with the GIL released around the pass over a
  * big chunk and a SIGBUS there (a truncated file) raised as OSError naming the region. */
-#include "select.h"
+#include "keyhist.h"
 #include "lanes.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define KH_BLOCK 256                    /* keys loaded at once from a run */
-#define KH_NOGIL ((npy_intp)1 << 15)    /* elements from which the GIL is released */
-#define KH_PIECE ((npy_intp)1 << 30)    /* values counted between overflow checks */
-#define KH_FIRST_LANE ((npy_intp)1 << 16) /* lane length from which the first pass uses
-                                           * 32-bit counters (flushed once per lane) */
-
-typedef struct {
-    mm_sel *s;
-    const uint64_t *prefixes;           /* rows x m, each row sorted */
-    npy_intp rows, m;
-    int shift, bits;                    /* prefix = key >> shift; bin: the next bits */
-    uint64_t *hist;                     /* key_histogram: n_lanes x m x 2^bits */
-    /* the first pass over long lanes (kh_first_run): 32-bit counters, h32_bins of them
-     * (sub-histograms of 2^bits bins), and the values counted since their last flush */
-    uint32_t *h32;
-    npy_intp h32_bins, since;
-    /* key_window: each lane's [lo, hi] (rows x 2) and its counts below and above */
-    const uint64_t *bounds;
-    uint64_t *outside;
-    /* key_collect: values and target ids (lane * m + j), grown as needed; owned here
-     * (not by a local variable) so that a fault's jump leaks nothing */
-    char *values;
-    npy_int64 *ids;
-    npy_intp n, cap;
-    int nomem;
-    /* the lane being read */
-    npy_intp lane;
-    const uint64_t *row;
-} kh_state;
 
 static inline uint64_t
 kh_prefix(uint64_t k, int shift)
@@ -100,8 +70,8 @@ kh_hist_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
 
 /* Adds the 32-bit counters (every sub-histogram) to the lane's histogram, and clears
  * them. */
-static void
-kh_flush32(kh_state *k)
+void
+mm_kh_flush32(kh_state *k)
 {
     const npy_intp nb = (npy_intp)1 << k->bits;
     uint64_t *h = k->hist + (size_t)k->lane * (size_t)nb;
@@ -143,30 +113,11 @@ kh_first_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
     while (cnt > 0) {
         npy_intp n = cnt < KH_PIECE ? cnt : KH_PIECE;
         if (k->since > (npy_intp)UINT32_MAX - n)
-            kh_flush32(k);
+            mm_kh_flush32(k);
         if (k->s->type->key_bits <= 16)
             k->s->type->hist0(p, n, st, k->h32);
         else
             kh_top_digits(k, p, n, st);
-        k->since += n;
-        p += n * st;
-        cnt -= n;
-    }
-}
-
-/* key_window's count of a run of 16-bit keys: those in the lane's window to their bins
- * (32-bit counters, flushed as in kh_first_run), the others below or above it. */
-static void
-kh_window_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
-{
-    kh_state *k = arg;
-    const uint64_t *b = k->bounds + (size_t)(k->rows == 1 ? 0 : k->lane) * 2;
-    while (cnt > 0) {
-        npy_intp n = cnt < KH_PIECE ? cnt : KH_PIECE;
-        if (k->since > (npy_intp)UINT32_MAX - n)
-            kh_flush32(k);
-        mm_win_count(p, n, st, (unsigned)k->s->type->window_xor, (uint32_t)b[0],
-                     (uint32_t)b[1], k->h32, k->outside + (size_t)k->lane * 2);
         k->since += n;
         p += n * st;
         cnt -= n;
@@ -218,6 +169,7 @@ kh_collect_run(void *arg, const char *p, npy_intp cnt, npy_intp st)
 typedef struct {
     kh_state *k;
     mm_run fn;
+    kh_lane_fn begin, end;
 } kh_pass;
 
 /* Every lane of the chunk through fn (guarded: no Python API). */
@@ -231,21 +183,21 @@ kh_lanes(void *arg)
         k->lane = l;
         if (k->prefixes != NULL)
             k->row = k->prefixes + (size_t)(k->rows == 1 ? 0 : l) * (size_t)k->m;
+        if (ps->begin != NULL)
+            ps->begin(k);
         if (s->lane_len > 0)
             mm_for_runs(s, mm_lane_ptr(s, l), 0, s->lane_len, ps->fn, k);
-        if (k->h32 != NULL)
-            kh_flush32(k);
+        if (ps->end != NULL)
+            ps->end(k);
     }
 }
 
-/* The pass of fn over every lane, the GIL released for big chunks.  0, or -1 with
- * OSError (a SIGBUS) or MemoryError set. */
-static int
-kh_run(kh_state *k, mm_run fn)
+int
+mm_kh_run(kh_state *k, mm_run fn, kh_lane_fn begin, kh_lane_fn end)
 {
     int rc = -1, ok = -1;
     void *fault = NULL;
-    kh_pass ps = {k, fn};
+    kh_pass ps = {k, fn, begin, end};
     if (mm_guard_acquire() < 0) {
         mm_set_oserror(errno, "sigaction(SIGBUS)", NULL);
         goto done;
@@ -268,9 +220,8 @@ done:
     return rc;
 }
 
-/* Parses (x, r, region) into s, and clears k; 0, or -1 with an exception set. */
-static int
-kh_sel(kh_state *k, mm_sel *s, PyObject *module, PyObject *xo, int r, PyObject *region)
+int
+mm_kh_sel(kh_state *k, mm_sel *s, PyObject *module, PyObject *xo, int r, PyObject *region)
 {
     int rc = -1;
     memset(k, 0, sizeof(*k));
@@ -290,7 +241,7 @@ kh_init(kh_state *k, mm_sel *s, PyObject *module, PyObject *xo, int r, PyObject 
         int shift, int bits, PyObject *region)
 {
     PyArrayObject *pr = NULL;
-    if (kh_sel(k, s, module, xo, r, region) < 0)
+    if (mm_kh_sel(k, s, module, xo, r, region) < 0)
         goto done;
     if (bits < 0 || bits > 16 || shift < bits || shift > s->type->key_bits) {
         PyErr_Format(PyExc_ValueError, "shift=%d, bits=%d: need 0 <= bits <= 16 and "
@@ -332,10 +283,8 @@ kh_first_pass(const kh_state *k)
            k->bits == (w < 16 ? w : 16) && k->s->lane_len >= KH_FIRST_LANE;
 }
 
-/* The 32-bit counters of the first pass: hist0's layout for 8- and 16-bit keys (four
- * sub-histograms for 8 bits), two of 65536 for wider ones.  0, or -1 with MemoryError. */
-static int
-kh_first_alloc(kh_state *k)
+int
+mm_kh_counters(kh_state *k)
 {
     int rc = 0;
     const int w = k->s->type->key_bits;
@@ -376,9 +325,10 @@ mm_key_histogram(PyObject *module, PyObject *args, PyObject *kwds)
     if (out == NULL)
         goto done;
     k.hist = (uint64_t *)PyArray_DATA(out);
-    if (kh_first_pass(&k) && kh_first_alloc(&k) < 0)
+    if (kh_first_pass(&k) && mm_kh_counters(&k) < 0)
         goto done;
-    if (kh_run(&k, k.h32 != NULL ? kh_first_run : kh_hist_run) == 0) {
+    if (k.h32 != NULL ? mm_kh_run(&k, kh_first_run, NULL, mm_kh_flush32) == 0
+                     : mm_kh_run(&k, kh_hist_run, NULL, NULL) == 0) {
         result = (PyObject *)out;
         out = NULL;
     }
@@ -386,75 +336,6 @@ done:
     free(k.h32);
     Py_XDECREF(out);
     Py_XDECREF(pr);
-    Py_XDECREF(xo);
-    return result;
-}
-
-/* Parses key_window's bounds ((1 or L) x 2 uint64, lo <= hi < 2**16) into k; the array
- * (a new reference), or NULL with ValueError set. */
-static PyArrayObject *
-kh_bounds(kh_state *k, PyObject *bo)
-{
-    PyArrayObject *b = (PyArrayObject *)PyArray_FROMANY(bo, NPY_UINT64, 2, 2,
-                                                        NPY_ARRAY_IN_ARRAY);
-    if (b == NULL)
-        goto done;
-    k->bounds = (const uint64_t *)PyArray_DATA(b);
-    k->rows = PyArray_DIM(b, 0);
-    int ok = PyArray_DIM(b, 1) == 2 && (k->rows == 1 || k->rows == k->s->n_lanes);
-    for (npy_intp i = 0; i < k->rows && ok; i++)
-        ok = k->bounds[2 * i] <= k->bounds[2 * i + 1] && k->bounds[2 * i + 1] < 65536;
-    if (!ok) {
-        PyErr_Format(PyExc_ValueError, "bounds: need 1 or %zd rows of [lo, hi] with "
-                     "lo <= hi < 65536", (Py_ssize_t)k->s->n_lanes);
-        Py_CLEAR(b);
-    }
-done:
-    return b;
-}
-
-static PyObject *
-mm_key_window(PyObject *module, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"x", "r", "bounds", "region", NULL};
-    PyObject *xo = NULL, *bo, *region = Py_None, *result = NULL;
-    PyArrayObject *b = NULL, *hist = NULL, *outside = NULL;
-    int r;
-    npy_intp dims[2];
-    kh_state k;
-    mm_sel s;
-
-    memset(&k, 0, sizeof(k));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiO|O:key_window", kwlist, &xo, &r, &bo,
-                                     &region)) {
-        xo = NULL;
-        goto done;
-    }
-    Py_INCREF(xo);
-    if (kh_sel(&k, &s, module, xo, r, region) < 0)
-        goto done;
-    k.bits = 16;
-    if (s.type->window_xor < 0) {
-        PyErr_SetString(PyExc_TypeError, "key_window: x must be int16 or uint16");
-        goto done;
-    }
-    b = kh_bounds(&k, bo);
-    dims[0] = s.n_lanes;
-    dims[1] = 65536;
-    hist = b != NULL ? (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_UINT64, 0) : NULL;
-    dims[1] = 2;
-    outside = hist != NULL ? (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_UINT64, 0) : NULL;
-    if (outside == NULL || kh_first_alloc(&k) < 0)
-        goto done;
-    k.hist = (uint64_t *)PyArray_DATA(hist);
-    k.outside = (uint64_t *)PyArray_DATA(outside);
-    if (kh_run(&k, kh_window_run) == 0)
-        result = Py_BuildValue("(OO)", (PyObject *)hist, (PyObject *)outside);
-done:
-    free(k.h32);
-    Py_XDECREF(outside);
-    Py_XDECREF(hist);
-    Py_XDECREF(b);
     Py_XDECREF(xo);
     return result;
 }
@@ -500,7 +381,7 @@ mm_key_collect(PyObject *module, PyObject *args, PyObject *kwds)
     pr = kh_init(&k, &s, module, xo, r, po, shift, 0, region);
     if (pr == NULL)
         goto done;
-    if (kh_run(&k, kh_collect_run) == 0)
+    if (mm_kh_run(&k, kh_collect_run, NULL, NULL) == 0)
         result = kh_collected(&k, (PyArrayObject *)xo);
 done:
     free(k.values);
@@ -558,11 +439,6 @@ static PyMethodDef keyhist_methods[] = {
      "key_collect(x, r, prefixes, shift, region=None)\n--\n\n"
      "The values of x whose key >> shift is one of their lane's prefixes, in the lane's\n"
      "order, and their ids (lane * m + j) as int64: a tuple (values, ids)."},
-    {"key_window", (PyCFunction)(void (*)(void))mm_key_window, METH_VARARGS | METH_KEYWORDS,
-     "key_window(x, r, bounds, region=None)\n--\n\n"
-     "For every lane of x (int16 or uint16; its last r axes), with bounds[l] = [lo, hi]\n"
-     "(a uint64 array of 1 or L rows): the histogram of its keys in [lo, hi] (uint64\n"
-     "(L, 65536), zero outside) and its counts of keys below lo and above hi (L, 2)."},
     {"key_values", (PyCFunction)(void (*)(void))mm_key_values, METH_VARARGS,
      "key_values(keys, dtype)\n--\n\n"
      "The values of dtype whose order-preserving keys are keys (a 1-d uint64 array);\n"
@@ -573,5 +449,8 @@ static PyMethodDef keyhist_methods[] = {
 int
 mm_keyhist_add(PyObject *module)
 {
-    return PyModule_AddFunctions(module, keyhist_methods);
+    int rc = PyModule_AddFunctions(module, keyhist_methods);
+    if (rc == 0)
+        rc = mm_keywin_add(module);
+    return rc;
 }

@@ -253,25 +253,31 @@ typedef struct {
     int tid;
 } mm_w64_arg;
 
-static void
-run_pass(void *arg, const char *p, npy_intp cnt, npy_intp st)
+void
+mm_w64_run(const mm_type *t, int kind, mm_wpass *w, int tid, const char *p, npy_intp cnt,
+           npy_intp st)
 {
-    mm_w64_arg *a = arg;
-    mm_sel *s = a->sel;
-    struct mm_w64 *g = s->win64;
     npy_intp i = 0;
-    if (st == s->itemsize)
-        mm_w64_count_simd(p, cnt, g->kind, s->type->key_bits, &g->w, a->tid, &i);
-    while (g->w.hist && i < cnt) { /* strided: through a contiguous copy */
+    if (st == t->itemsize)
+        mm_w64_count_simd(p, cnt, kind, t->key_bits, w, tid, &i);
+    while (w->hist && i < cnt) { /* strided: through a contiguous copy */
         uint64_t buf[MM_W64_STRIDED];
         npy_intp m = cnt - i < MM_W64_STRIDED ? cnt - i : MM_W64_STRIDED, at = 0;
         for (npy_intp e = 0; e < m; e++)
             memcpy(&buf[e], p + (i + e) * st, 8);
-        mm_w64_count_simd((const char *)buf, m, 2, 64, &g->w, a->tid, &at);
+        mm_w64_count_simd((const char *)buf, m, 2, 64, w, tid, &at);
         i += m;
     }
     if (i < cnt)
-        s->type->wcount(p + i * st, cnt - i, st, &g->w, a->tid);
+        t->wcount(p + i * st, cnt - i, st, w, tid);
+}
+
+static void
+run_pass(void *arg, const char *p, npy_intp cnt, npy_intp st)
+{
+    mm_w64_arg *a = arg;
+    struct mm_w64 *g = a->sel->win64;
+    mm_w64_run(a->sel->type, g->kind, &g->w, a->tid, p, cnt, st);
 }
 
 /* Chunk t of the pass. */
@@ -382,12 +388,12 @@ w64_free(struct mm_w64 *g)
 /* The float whose key is k, as its bits (W bits), and whether it is an ordinary end for
  * a float compare: not +-0 and not NaN (key 0 lies below every float: -inf). */
 static int
-float_end(const mm_sel *s, uint64_t k, uint64_t *bits)
+float_end(const mm_type *t, uint64_t k, uint64_t *bits)
 {
     unsigned char v[8] = {0};
     uint64_t mag;
-    int W = s->type->key_bits;
-    s->type->store((char *)v, k);
+    int W = t->key_bits;
+    t->store((char *)v, k);
     memcpy(bits, v, 8);
     mag = *bits & (W == 64 ? INT64_MAX : INT32_MAX);
     if (k == 0)
@@ -395,33 +401,26 @@ float_end(const mm_sel *s, uint64_t k, uint64_t *bits)
     return k == 0 || (mag != 0 && mag <= (W == 64 ? 0x7FF0000000000000u : 0x7F800000u));
 }
 
-/* For floats: the windows' ends as floats, where every end is an ordinary float. */
-static void
-float_ends(const mm_sel *s, struct mm_w64 *g)
+void
+mm_w64_ends(const mm_type *t, int kind, mm_wpass *w)
 {
-    mm_wpass *w = &g->w;
-    uint64_t top = s->type->key_bits == 64 ? UINT64_MAX : UINT32_MAX;
-    w->fp_ok = g->kind == 2;
+    uint64_t top = t->key_bits == 64 ? UINT64_MAX : UINT32_MAX;
+    w->fp_ok = kind == 2;
     for (int j = 0; j < w->n_win && w->fp_ok; j++) {
         uint64_t hi = w->width[j] > top - w->lo[j] ? top : w->lo[j] + w->width[j];
-        w->fp_ok = hi != top && float_end(s, w->lo[j], &w->flo[j]) &&
-                   float_end(s, hi, &w->fhi[j]);
+        w->fp_ok = hi != top && float_end(t, w->lo[j], &w->flo[j]) &&
+                   float_end(t, hi, &w->fhi[j]);
     }
 }
 
-/* The float64 histogram pass (window64.h's hist) where there are many windows: the
- * buckets span the first window's low end to the last's high end; a bucket inside a
- * window belongs to it (its keys gathered), so each window grows to whole buckets.  Not
- * used (the compare pass is) where the windows' buckets touch or reach the ends.
- * Returns 0, or -1 with MemoryError set. */
-static int
-hist_setup(const mm_sel *s, struct mm_w64 *g) /* where mm_hist_cpu() */
+int
+mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w)
 {
-    mm_wpass *w = &g->w;
-    int nw = w->n_win, b0[MM_WMAX], b1[MM_WMAX], ok, rc = 0;
+    int nw = w->n_win, b0[MM_WMAX], b1[MM_WMAX], ok;
     double lo = 0.0, hi = 0.0;
     w->hist = 0;
-    ok = g->kind == 2 && s->type->key_bits == 64 && w->fp_ok && nw >= MM_W64_HIST;
+    ok = w->htab != NULL && w->hwin != NULL && kind == 2 && t->key_bits == 64 && w->fp_ok &&
+         nw >= MM_W64_HIST;
     if (ok) {
         memcpy(&lo, &w->flo[0], 8);
         memcpy(&hi, &w->fhi[nw - 1], 8);
@@ -437,15 +436,6 @@ hist_setup(const mm_sel *s, struct mm_w64 *g) /* where mm_hist_cpu() */
             ok = w->cap[j] > 0 && (j + 1 == nw || b1[j] < b0[j + 1]);
     }
     if (ok) {
-        w->htab = malloc((MM_HB + 2) * sizeof(uint64_t));
-        w->hwin = malloc(MM_HB + 2);
-        if (w->htab == NULL || w->hwin == NULL) {
-            PyErr_NoMemory();
-            ok = 0;
-            rc = -1;
-        }
-    }
-    if (ok) {
         int p = 0;
         w->hbits = 63 / nw;
         for (int b = 0; b < MM_HB + 2; b++) {
@@ -457,6 +447,33 @@ hist_setup(const mm_sel *s, struct mm_w64 *g) /* where mm_hist_cpu() */
         }
         w->hist = 1;
         atomic_fetch_add(&mm_w64_hists, 1);
+    }
+    return w->hist;
+}
+
+int
+mm_w64_hist_tables(mm_wpass *w)
+{
+    int rc = 0;
+    w->htab = malloc((MM_HB + 2) * sizeof(uint64_t));
+    w->hwin = malloc(MM_HB + 2);
+    if (w->htab == NULL || w->hwin == NULL) {
+        PyErr_NoMemory();
+        rc = -1;
+    }
+    return rc;
+}
+
+/* The float64 histogram pass (window64.h's hist) where there are many windows and the
+ * CPU has AVX2: its tables, then its plan.  Returns 0, or -1 with MemoryError set. */
+static int
+hist_setup(const mm_sel *s, struct mm_w64 *g)
+{
+    int rc = 0;
+    if (g->kind == 2 && s->type->key_bits == 64 && g->w.n_win >= MM_W64_HIST) {
+        rc = mm_w64_hist_tables(&g->w);
+        if (rc == 0)
+            mm_w64_hist_plan(s->type, g->kind, &g->w);
     }
     return rc;
 }
@@ -492,7 +509,7 @@ w64_pass(mm_sel *s, struct mm_w64 *g, npy_intp n_chunks, double pb, double ps)
 {
     int rc = -1;
     npy_intp gathered = 0;
-    float_ends(s, g);
+    mm_w64_ends(s->type, g->kind, &g->w);
     /* cppcheck-suppress knownConditionTrueFalse ; 0 only in simd.h's non-x86 stub */
     if ((mm_hist_cpu() && hist_setup(s, g) < 0) || w64_buffers(g) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
         goto done;

@@ -70,4 +70,19 @@ mm_wstage(mm_wpass *w, mm_wthread *t, int j, uint64_t k)
     }
 }
 
+/* For floats (kind 2): the windows' ends as floats (w->flo, w->fhi), and w->fp_ok where
+ * every end is an ordinary float (not +-0, not NaN, no window up to the top key). */
+void mm_w64_ends(const mm_type *t, int kind, mm_wpass *w);
+/* w->htab and w->hwin, sized for the histogram pass.  0, or -1 with MemoryError set. */
+int mm_w64_hist_tables(mm_wpass *w);
+/* The float64 histogram pass for w's windows (after mm_w64_ends), where it applies
+ * (the tables allocated, enough windows, their buckets apart): its tables filled and
+ * w->hist set.  Returns w->hist.  Needs no GIL. */
+int mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w);
+/* The pass over one strided run of thread tid: the vector loop over contiguous values
+ * (strided float64 in hist mode through a contiguous copy), the dtype's scalar loop
+ * over the rest. */
+void mm_w64_run(const mm_type *t, int kind, mm_wpass *w, int tid, const char *p,
+                npy_intp cnt, npy_intp st);
+
 #endif
