@@ -27,8 +27,8 @@ import numpy as np
 import mmarray
 from mmarray import _core
 
-from . import _window
-from ._blocks import lane_ids, rows_of
+from . import _window, _window64
+from ._blocks import block_calls, rows_of
 from ._nans import lane_nans
 
 __all__ = ["COLLECT", "RADIX_CELLS", "RadixLanes", "key_bits"]
@@ -144,15 +144,7 @@ class RadixLanes:
         return h.sum(axis=tuple(range(nk, xt.ndim)), dtype=np.uint64, split_every=8)
 
     def _collects(self, table: np.ndarray, shift: int) -> list[Any]:
-        nk = len(self.outer)
-        starts = [np.concatenate([[0], np.cumsum(c)]) for c in self.xt.chunks[:nk]]
-        blocks = self.xt.to_delayed(optimize_graph=False)
-        out = []
-        collect = dask.delayed(_collect_block, pure=True)
-        for idx in np.ndindex(blocks.shape):
-            loc = [(int(starts[k][i]), int(starts[k][i + 1])) for k, i in enumerate(idx[:nk])]
-            out.append(collect(blocks[idx], table, shift, self.r, lane_ids(loc, self.outer)))
-        return out
+        return block_calls(self.xt, self.outer, _collect_block, table, shift, self.r)
 
     def _first_pass(self) -> np.ndarray:
         """The first digit's histogram of every lane, (L, 2**b0), computed once."""
@@ -192,6 +184,10 @@ class RadixLanes:
         values = np.empty(R.size, self.xt.dtype)
         if R.size == 0:
             return values.reshape(self.L, m)
+        if self._first is None and _window64.applies(self.xt, self.n):
+            got = _window64.window_select(self.xt, self.outer, self.r, R, lane, self.n, GATHER)
+            if got is not None:
+                return got.reshape(self.L, m)
         H = self._first_rows(R, lane)  # one histogram per wanted rank, for now
         base = np.zeros(R.size, np.int64)
         prefix = np.zeros(R.size, np.uint64)
