@@ -221,6 +221,21 @@ def test_many_float64_windows_take_the_histogram_pass():
     assert hists() - h0 == 5
 
 
+def test_quantiles_from_0_take_the_histogram_pass():
+    # rank 0 wanted: the first window runs from the lowest key (-inf and below), whose
+    # float end cannot scale the buckets; it takes bucket 0 (every value below the
+    # buckets' span, which starts at its high end) instead of sending the lane to the
+    # compare pass of 9 windows (it did, at 1.5x the time); -inf among the values
+    a = awkward("f8", seed=14)
+    q = np.linspace(0, 1, 9)
+    c0, h0 = counts(), hists()
+    check("quantile", a, q, workers=(1, 2))
+    check("quantile", a, [0.0, 0.2, 0.5, 0.7], workers=(2,))
+    check("quantile", a[::-1], q, workers=(2,))
+    assert tuple(counts() - c0) == (4, 4, 0)
+    assert hists() - h0 == 4
+
+
 def test_signed_zeros_in_the_histogram_pass():
     # -0.0 and +0.0 share a bucket; they are told apart by their keys among the gathered
     # values, and the largest value (+0.0, after -0.0) is found exactly

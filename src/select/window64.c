@@ -416,13 +416,16 @@ mm_w64_ends(const mm_type *t, int kind, mm_wpass *w)
 int
 mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w)
 {
-    int nw = w->n_win, b0[MM_WMAX], b1[MM_WMAX], ok;
+    int nw = w->n_win, b0[MM_WMAX], b1[MM_WMAX], ok, from_first;
     double lo = 0.0, hi = 0.0;
     w->hist = 0;
     ok = w->htab != NULL && w->hwin != NULL && kind == 2 && t->key_bits == 64 && w->fp_ok &&
          nw >= MM_W64_HIST;
+    /* a first window from the lowest key (rank 0 wanted) takes bucket 0, every value
+     * below the buckets' span, which then starts at that window's high end */
+    from_first = ok && w->lo[0] == 0;
     if (ok) {
-        memcpy(&lo, &w->flo[0], 8);
+        memcpy(&lo, from_first ? &w->fhi[0] : &w->flo[0], 8);
         memcpy(&hi, &w->fhi[nw - 1], 8);
         w->hs = (double)(MM_HB - 2) / (hi - lo);
         w->hc = floor(lo * w->hs) - 1.0; /* an integer: lo's bucket is at least 1 */
@@ -431,7 +434,9 @@ mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w)
     if (ok) {
         mm_hb_buckets(w->flo, nw, w->hs, w->hc, b0);
         mm_hb_buckets(w->fhi, nw, w->hs, w->hc, b1);
-        ok = b0[0] >= 1 && b1[nw - 1] <= MM_HB;
+        if (from_first)
+            b0[0] = 0;
+        ok = (from_first || b0[0] >= 1) && b1[nw - 1] <= MM_HB;
         for (int j = 0; j < nw && ok; j++) /* a window of one key is not gathered */
             ok = w->cap[j] > 0 && (j + 1 == nw || b1[j] < b0[j + 1]);
     }
