@@ -21,9 +21,10 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 md = pytest.importorskip("mmarray.dask")
 from dask_cluster import local_client  # noqa: E402  (after the skips: it imports distributed)
+from test_dask_window import went  # noqa: E402
 from test_median import zero_order_model  # noqa: E402
 
-from mmarray.dask import _window, _window64  # noqa: E402
+from mmarray.dask import _window64  # noqa: E402
 
 WIDE = ["f4", "f8", "i4", "u4", "i8", "u8"]
 STRIDE = 64  # the tests' sparsest sample
@@ -41,13 +42,6 @@ def small(monkeypatch):
     shrink(monkeypatch)
     with dask.config.set(scheduler="sync"):
         yield
-
-
-def went(fn):
-    """(fn's result, the window counts it added)."""
-    before = dict(_window.counts)
-    got = fn()
-    return got, {k: _window.counts[k] - before[k] for k in before}
 
 
 def same(got, want):
