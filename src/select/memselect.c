@@ -3,6 +3,7 @@
 #include "select.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define MM_SMALL_SELECT 4096 /* buckets this small: introselect */
 
@@ -90,6 +91,43 @@ typedef struct {
     npy_intp rank_hi;
 } mm_group;
 
+/* The keys of the ng groups' digits (at bits sh of nb bins) moved to the front of a,
+ * group after group, in one pass over the n keys (then a pass over those alone): hist,
+ * the digits' counts, becomes the digits' groups.  0, or -1 on no memory. */
+static int
+gather_groups(uint64_t *a, npy_intp n, int sh, uint32_t nb, uint32_t *hist,
+              const mm_group *grp, npy_intp ng)
+{
+    npy_intp at = 0, m = 0, *pos = malloc((size_t)(ng + 1) * sizeof(npy_intp)); /* not 0 */
+    uint64_t *tmp = NULL;
+    int rc = -1;
+    for (npy_intp j = 0; j < ng; j++)
+        m += grp[j].count;
+    tmp = malloc((size_t)(m + 1) * sizeof(uint64_t));
+    if (pos == NULL || tmp == NULL)
+        goto done;
+    memset(hist, 0, nb * sizeof(uint32_t));
+    for (npy_intp j = 0; j < ng; j++) {
+        hist[grp[j].digit] = (uint32_t)j + 1;
+        pos[j] = j == 0 ? 0 : pos[j - 1] + grp[j - 1].count;
+    }
+    for (npy_intp i = 0; i < n; i++) { /* the groups' keys to the front, in any order */
+        uint64_t k = a[i];
+        if (hist[(k >> sh) & (nb - 1)] != 0) {
+            a[i] = a[at];
+            a[at++] = k;
+        }
+    }
+    for (npy_intp i = 0; i < m; i++) /* then in their groups' order */
+        tmp[pos[hist[(a[i] >> sh) & (nb - 1)] - 1]++] = a[i];
+    memcpy(a, tmp, (size_t)m * sizeof(uint64_t));
+    rc = 0;
+done:
+    free(pos);
+    free(tmp);
+    return rc;
+}
+
 /* Large buckets are narrowed in memory by the next digit, up to 16 bits with about 16
  * keys a bin (a histogram, then the keys of the wanted digits moved to the front),
  * which costs a few sequential passes where introselect would take many branchy ones.
@@ -105,7 +143,7 @@ mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_int
     mm_group *grp = NULL;
     npy_intp ng = 0, cum = off, start = 0;
 
-    if (n <= MM_SMALL_SELECT || bits <= 0) {
+    if (n <= MM_SMALL_SELECT || bits <= 0) { /* bits 0: the keys are all one key */
         mm_multiselect(a, 0, n, rk, off, r0, r1, outk);
         rc = 0;
         goto done;
@@ -134,23 +172,16 @@ mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_int
             r++;
         g->rank_hi = r;
     }
+    if (gather_groups(a, n, sh, nb, hist, grp, ng) < 0)
+        goto done;
     free(hist);
     hist = NULL;
-    /* the keys of each group to the front, in digit order, then each group alone */
-    for (npy_intp j = 0; j < ng; j++) {
+    for (npy_intp j = 0; j < ng; j++) { /* each group alone */
         mm_group *g = &grp[j];
-        npy_intp at = start;
-        for (npy_intp i = start; i < n; i++) {
-            uint64_t k = a[i];
-            if (((k >> sh) & (nb - 1)) == g->digit) {
-                a[i] = a[at];
-                a[at++] = k;
-            }
-        }
         if (mm_bucket_select(a + start, g->count, sh, rk, g->base, g->rank_lo, g->rank_hi,
                              outk) < 0)
             mm_multiselect(a + start, 0, g->count, rk, g->base, g->rank_lo, g->rank_hi, outk);
-        start = at;
+        start += g->count;
     }
     rc = 0;
 done:
