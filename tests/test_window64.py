@@ -93,7 +93,7 @@ def test_key_order_of_the_engine(dt):
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_nan_propagates(sign):
+def test_nan_propagates(sign, simd):
     a = awkward("f8", seed=2)
     a[[7, N // 2, N - 3]] = np.copysign(np.nan, sign)  # a negative NaN sorts last too
     c0 = counts()
@@ -205,7 +205,20 @@ def hists() -> int:
     return int(_core._test_hist_passes())
 
 
-def test_many_float64_windows_take_the_histogram_pass():
+@pytest.fixture(params=["avx512", "avx2"])
+def simd(request):
+    """Each histogram test twice: with the AVX-512 pass (src/select/hist512.h, where the
+    CPU has it) and with the AVX2 pass it replaces there (the only one under valgrind)."""
+    on = request.param == "avx512"
+    was, cpu = _core._test_avx512(on)
+    if on and not cpu:
+        _core._test_avx512(was)
+        pytest.skip("this CPU has no AVX-512")
+    yield request.param
+    _core._test_avx512(was)
+
+
+def test_many_float64_windows_take_the_histogram_pass(simd):
     # 9 windows of a float64 lane: one pass whose cost does not grow with the windows
     # (each value's bucket gives its counts); a lane of 16 Mi + 12345 values ends in a
     # partial vector; strided lanes go through a contiguous copy
@@ -221,7 +234,7 @@ def test_many_float64_windows_take_the_histogram_pass():
     assert hists() - h0 == 5
 
 
-def test_quantiles_from_0_take_the_histogram_pass():
+def test_quantiles_from_0_take_the_histogram_pass(simd):
     # rank 0 wanted: the first window runs from the lowest key (-inf and below), whose
     # float end cannot scale the buckets; it takes bucket 0 (every value below the
     # buckets' span, which starts at its high end) instead of sending the lane to the
@@ -236,7 +249,7 @@ def test_quantiles_from_0_take_the_histogram_pass():
     assert hists() - h0 == 4
 
 
-def test_signed_zeros_in_the_histogram_pass():
+def test_signed_zeros_in_the_histogram_pass(simd):
     # -0.0 and +0.0 share a bucket; they are told apart by their keys among the gathered
     # values, and the largest value (+0.0, after -0.0) is found exactly
     rng = np.random.default_rng(13)
@@ -257,7 +270,7 @@ def test_signed_zeros_in_the_histogram_pass():
     assert hists() - h0 == 2
 
 
-def test_a_histogram_window_that_overflows_falls_back():
+def test_a_histogram_window_that_overflows_falls_back(simd):
     # as test_a_window_that_overflows_its_buffer_falls_back, with 9 windows: the median's
     # window of the histogram pass holds the 3% of values equal to v and overflows
     rng = np.random.default_rng(6)

@@ -317,6 +317,19 @@ mm_test_hist_passes(PyObject *module, PyObject *noargs)
     return PyLong_FromLongLong(mm_window64_hist_count());
 }
 
+static PyObject *
+mm_test_avx512(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg), cpu = 0;
+    PyObject *result = NULL;
+    (void)module;
+    if (on >= 0) {
+        int was = mm_window64_test_avx512(on, &cpu);
+        result = Py_BuildValue("(NN)", PyBool_FromLong(was), PyBool_FromLong(cpu));
+    }
+    return result;
+}
+
 static PyMethodDef select_methods[] = {
     {"select", (PyCFunction)(void (*)(void))mm_select, METH_VARARGS | METH_KEYWORDS,
      "select(x, r, ranks, workers=1, progress=None, region=None, *, stream=0)\n--\n\n"
@@ -337,6 +350,11 @@ static PyMethodDef select_methods[] = {
      "(values of x's float dtype, bools).  A lane without a NaN gives np.nan's bits and\n"
      "False.  The search of a lane stops at its first NaN.  A SIGBUS reading x raises\n"
      "OSError naming region (the Region under x)."},
+    {"_test_avx512", mm_test_avx512, METH_O,
+     "_test_avx512(on, /)\n--\n\n"
+     "For the tests only (not part of the API): lets the float64 histogram pass take\n"
+     "AVX-512 where the CPU has it (on true) or keeps it to AVX2 (false).  Returns\n"
+     "(whether it could before, whether the CPU has AVX-512)."},
     {"_test_hist_passes", mm_test_hist_passes, METH_NOARGS,
      "_test_hist_passes()\n--\n\n"
      "For the tests only (not part of the API): the 32/64-bit lanes since import whose\n"

@@ -279,6 +279,9 @@ void mm_window_note(int which);
 int mm_window64_applies(const mm_sel *s, npy_intp n_chunks);
 /* Lanes since import whose window pass was window64.c's histogram pass (tests only). */
 long long mm_window64_hist_count(void);
+/* For the tests: lets the float64 histogram pass take AVX-512 (on) or keeps it to AVX2;
+ * returns whether it could before, and *cpu whether the CPU has AVX-512. */
+int mm_window64_test_avx512(int on, int *cpu);
 /* The keys of the current lane's ranks into outk in one pass, through windows that a
  * sample chose (window64.c).  Returns 1 (done), 0 (no window, or the sample misled:
  * take the radix passes) or -1 (an exception).  progress runs from pb over ps. */

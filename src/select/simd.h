@@ -122,6 +122,8 @@ mm_keysum_simd(const char *p, npy_intp cnt, npy_intp st, unsigned kx, uint64_t *
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include "hist512.h"
+
 #define MM_AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
 
 /* The signed key of four 64-bit values (its order is the key's, and key = skey ^ sign):
@@ -473,6 +475,22 @@ mm_hb_buckets(const uint64_t *bits, int n, double hs, double hc, int *out)
     }
 }
 
+/* Whether the CPU runs hist512.h's pass. */
+static inline int
+mm_w64_cpu512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+/* Whether the histogram pass takes AVX-512 (hist512.h): the CPU has it, and the tests
+ * have not turned it off (window64.h's mm_w64_narrow). */
+static inline int
+mm_w64_wide(void)
+{
+    return !atomic_load_explicit(&mm_w64_narrow, memory_order_relaxed) && mm_w64_cpu512();
+}
+
 /* Whether the CPU runs the histogram pass. */
 static inline int
 mm_hist_cpu(void)
@@ -522,7 +540,9 @@ static inline void
 mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int tid,
                   npy_intp *ip)
 {
-    if ((cnt - *ip >= 64 || w->hist) && __builtin_cpu_supports("avx2"))
+    if (w->hist && mm_w64_wide())
+        mm_w64_avx512_hrun(p, cnt, w, tid, ip);
+    else if ((cnt - *ip >= 64 || w->hist) && __builtin_cpu_supports("avx2"))
         mm_w64_avx2(p, cnt, kind, W, w, tid, ip);
 }
 
@@ -530,6 +550,12 @@ mm_w64_count_simd(const char *p, npy_intp cnt, int kind, int W, mm_wpass *w, int
 
 static inline int
 mm_hist_cpu(void)
+{
+    return 0;
+}
+
+static inline int
+mm_w64_cpu512(void)
 {
     return 0;
 }

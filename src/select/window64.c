@@ -30,12 +30,21 @@
 #define MM_W64_HIST 3                     /* float64 windows from which hist pays */
 #define MM_W64_STRIDED 512                /* strided values copied at a time for hist */
 
+atomic_int mm_w64_narrow;
 static atomic_llong mm_w64_hists; /* lanes counted by the histogram pass (tests only) */
 
 long long
 mm_window64_hist_count(void)
 {
     return (long long)atomic_load(&mm_w64_hists);
+}
+
+int
+mm_window64_test_avx512(int on, int *cpu)
+{
+    int was = !atomic_exchange(&mm_w64_narrow, !on);
+    *cpu = mm_w64_cpu512();
+    return was;
 }
 
 struct mm_w64 {

@@ -43,6 +43,9 @@ struct mm_wpass {
     signed char *hwin;
 };
 
+/* Set by the tests (_core._test_avx512): the histogram pass keeps to AVX2. */
+extern atomic_int mm_w64_narrow;
+
 /* Moves thread t's staged keys of window j into the window's buffer, as far as it has
  * room (a window that overflows is found after the pass: its counts exceed cap). */
 static inline void
