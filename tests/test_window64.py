@@ -280,3 +280,17 @@ def test_a_histogram_window_that_overflows_falls_back(simd):
     check("quantile", a, Q9, workers=(2,))
     assert tuple(counts() - c0) == (1, 1, 1)
     assert hists() - h0 == 1
+
+
+def test_windows_of_few_distinct_keys(simd):
+    # values rounded to 1/4096: a window gathers some 60 distinct keys, about 1600 of
+    # each, which share all but their low bits (selected from the highest bit in which
+    # they differ)
+    rng = np.random.default_rng(15)
+    a = np.round(rng.standard_normal(N) * 4096)
+    c0, h0 = counts(), hists()
+    check("quantile", a / 4096, Q9, workers=(1, 2))
+    check("quantile", a.astype("i8"), Q9, workers=(2,))
+    sampled, windowed, missed = counts() - c0
+    assert sampled == windowed == 3 and missed == 0
+    assert hists() - h0 == 2

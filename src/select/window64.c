@@ -55,6 +55,7 @@ struct mm_w64 {
     int kind;                /* 0 unsigned, 1 signed, 2 float (simd.h's key transform) */
     npy_intp n_wranks;       /* ranks [0, n_wranks) go by the windows; the rest are the last */
     npy_intp wr0[MM_WMAX], wr1[MM_WMAX]; /* window j's ranks */
+    int vbits[MM_WMAX];      /* the low bits in which window j's gathered keys differ */
     uint64_t below[MM_WMAX], inside[MM_WMAX], max;
     uint64_t *arena;
     uint64_t *outk;
@@ -312,6 +313,7 @@ pass_check(const mm_sel *s, struct mm_w64 *g)
     g->max = 0;
     memset(g->below, 0, sizeof(g->below));
     memset(g->inside, 0, sizeof(g->inside));
+    uint64_t ones[MM_WMAX] = {0}, zeros[MM_WMAX] = {0};
     for (int t = 0; t < s->n_threads; t++) {
         mm_wthread *th = &w->th[t];
         g->max = th->max > g->max ? th->max : g->max;
@@ -320,7 +322,13 @@ pass_check(const mm_sel *s, struct mm_w64 *g)
                 mm_wflush(w, th, j);
             g->below[j] += th->below[j];
             g->inside[j] += th->inside[j];
+            ones[j] |= th->ones[j];
+            zeros[j] |= th->zeros[j];
         }
+    }
+    for (int j = 0; j < w->n_win; j++) { /* their shared high bits need no selection pass */
+        uint64_t differ = ones[j] & zeros[j];
+        g->vbits[j] = differ == 0 ? 0 : 64 - __builtin_clzll(differ);
     }
     for (int j = 0; j < w->n_win && ok; j++) {
         if (w->cap[j] > 0 && g->inside[j] > (uint64_t)w->cap[j])
@@ -348,7 +356,7 @@ task_wselect(mm_job *job, int tid, npy_intp j)
             g->outk[i] = g->w.lo[j];
     }
     else if (g->wr0[j] < g->wr1[j] &&
-             mm_bucket_select(g->w.buf[j], n, s->type->key_bits, s->ranks, off, g->wr0[j],
+             mm_bucket_select(g->w.buf[j], n, g->vbits[j], s->ranks, off, g->wr0[j],
                               g->wr1[j], g->outk) < 0)
         mm_multiselect(g->w.buf[j], 0, n, s->ranks, off, g->wr0[j], g->wr1[j], g->outk);
 }

@@ -16,7 +16,9 @@
 /* One thread's share of the pass, on cache lines of its own. */
 typedef struct {
     _Alignas(64) uint64_t below[MM_WMAX]; /* keys below window j's lowest key */
-    uint64_t inside[MM_WMAX];             /* keys inside window j */
+    uint64_t inside[MM_WMAX];             /* keys inside window j, flushed */
+    uint64_t ones[MM_WMAX], zeros[MM_WMAX]; /* the bits set in any gathered key of window
+                                             * j, and those clear in any */
     uint64_t max;                         /* the largest key seen */
     int staged[MM_WMAX];
     uint64_t stage[MM_WMAX][MM_WSTAGE];
@@ -47,30 +49,39 @@ struct mm_wpass {
 extern atomic_int mm_w64_narrow;
 
 /* Moves thread t's staged keys of window j into the window's buffer, as far as it has
- * room (a window that overflows is found after the pass: its counts exceed cap). */
+ * room (a window that overflows is found after the pass: its counts exceed cap; a
+ * window of one key only counts them), and counts them, with the bits they set and
+ * clear: per 32 keys, not per key. */
 static inline void
 mm_wflush(mm_wpass *w, mm_wthread *t, int j)
 {
     long long n = t->staged[j];
-    long long at = atomic_fetch_add_explicit(&w->fill[j], n, memory_order_relaxed);
-    long long room = w->cap[j] - at;
-    if (n > room)
-        n = room > 0 ? room : 0;
-    if (n > 0)
-        memcpy(w->buf[j] + at, t->stage[j], (size_t)n * sizeof(uint64_t));
+    uint64_t ones = 0, zeros = 0;
+    t->inside[j] += (uint64_t)n;
+    for (long long i = 0; i < n; i++) {
+        ones |= t->stage[j][i];
+        zeros |= ~t->stage[j][i];
+    }
+    t->ones[j] |= ones;
+    t->zeros[j] |= zeros;
+    if (w->cap[j] > 0 && n > 0) {
+        long long at = atomic_fetch_add_explicit(&w->fill[j], n, memory_order_relaxed);
+        long long room = w->cap[j] - at;
+        if (n > room)
+            n = room > 0 ? room : 0;
+        if (n > 0)
+            memcpy(w->buf[j] + at, t->stage[j], (size_t)n * sizeof(uint64_t));
+    }
     t->staged[j] = 0;
 }
 
-/* Key k lies inside window j: counted, and staged unless the window is one key. */
+/* Key k lies inside window j: staged (t->inside counts it when it is flushed). */
 static inline void
 mm_wstage(mm_wpass *w, mm_wthread *t, int j, uint64_t k)
 {
-    t->inside[j]++;
-    if (w->cap[j] > 0) {
-        t->stage[j][t->staged[j]++] = k;
-        if (t->staged[j] == MM_WSTAGE)
-            mm_wflush(w, t, j);
-    }
+    t->stage[j][t->staged[j]++] = k;
+    if (t->staged[j] == MM_WSTAGE)
+        mm_wflush(w, t, j);
 }
 
 /* For floats (kind 2): the windows' ends as floats (w->flo, w->fhi), and w->fp_ok where
