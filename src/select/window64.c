@@ -134,12 +134,15 @@ cmp_i64(const void *a, const void *b)
 }
 
 /* The sample ranks a little below and above rank i's quantile: lo[i], hi[i] (-1: the
- * window reaches the lane's first or last key). */
+ * window reaches the lane's first or last key).  A sample quantile's standard error is
+ * sqrt(p (1 - p) / ns) for independent keys; the window reaches 8 of them each way (and
+ * 1/8192 more), as far out for every rank (the median's half-width, 4 / sqrt(ns), was
+ * every rank's: 13 errors of the 10% quantile's, whose window was 1.7 times as wide). */
 static void
 sample_span(const mm_sel *s, const struct mm_w64 *g, npy_intp i, npy_int64 *lo, npy_int64 *hi)
 {
-    double ns = (double)g->ns, delta = 4.0 / sqrt(ns) + 1.0 / 8192;
-    double p = ((double)s->ranks[i] + 0.5) / (double)s->lane_len;
+    double ns = (double)g->ns, p = ((double)s->ranks[i] + 0.5) / (double)s->lane_len;
+    double delta = 8.0 * sqrt(p * (1.0 - p) / ns) + 1.0 / 8192;
     *lo = p - delta <= 0.0 ? -1 : (npy_int64)((p - delta) * ns);
     *hi = p + delta >= 1.0 ? -1 : (npy_int64)((p + delta) * ns);
     if (*lo > (npy_int64)g->ns - 1)
