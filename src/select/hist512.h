@@ -8,6 +8,7 @@
 #ifndef MM_SELECT_HIST512_H
 #define MM_SELECT_HIST512_H
 
+#include "keys.h"
 #include "window64.h"
 
 #include <immintrin.h>
@@ -28,37 +29,20 @@ mm_h512_idx(__m512d x, __m512d vs, __m512d vc)
     return _mm512_cvttpd_epi32(t); /* NaN: the top, as above */
 }
 
-/* The float64 key (keys.h's order: every NaN, of either sign, the largest) of bits u,
- * and back. */
-MM_512_INLINE uint64_t
-mm_h512_key(uint64_t u)
-{
-    const uint64_t k = u >> 63 ? ~u : u | ((uint64_t)1 << 63);
-    return (u & INT64_MAX) > 0x7FF0000000000000u ? UINT64_MAX : k;
-}
-
-MM_512_INLINE uint64_t
-mm_h512_unkey(uint64_t k)
-{
-    return k >> 63 ? k ^ ((uint64_t)1 << 63) : ~k;
-}
-
 /* The lanes ge of v, not below the threshold *mxf: the largest key *best raised by
  * them, and the threshold moved to it (+inf once it is NaN's: only NaN and inf look
  * again, and neither can raise it). */
 MM_512_INLINE void
 mm_h512_max(__m512d v, __mmask8 ge, uint64_t *best, __m512d *mxf)
 {
-    uint64_t u[8], b;
-    double d = INFINITY;
-    _mm512_storeu_pd((double *)(void *)u, v);
+    double u[8], d = INFINITY;
+    _mm512_storeu_pd(u, v);
     for (int l = 0; l < 8; l++) {
-        uint64_t k = mm_h512_key(u[l]);
+        uint64_t k = key_f64((const char *)&u[l]);
         *best = (ge >> l & 1) != 0 && k > *best ? k : *best;
     }
-    b = mm_h512_unkey(*best);
     if (*best != UINT64_MAX)
-        memcpy(&d, &b, 8);
+        store_f64((char *)&d, *best);
     *mxf = _mm512_set1_pd(d);
 }
 
@@ -96,9 +80,7 @@ mm_h512_hand(const char *p, const unsigned char *in, const int32_t *sb, npy_intp
         m += _mm_popcnt_u32(b);
     }
     for (int q = 0; q < m; q++) {
-        uint64_t u;
-        memcpy(&u, p + 8 * (npy_intp)off[q], 8);
-        mm_wstage(w, t, w->hwin[sb[off[q]]], mm_h512_key(u));
+        mm_wstage(w, t, w->hwin[sb[off[q]]], key_f64(p + 8 * (npy_intp)off[q]));
     }
 }
 

@@ -5,7 +5,8 @@
  * the sign bit flipped for positives and all bits flipped for negatives.  Every
  * NaN becomes the all-ones key, so NaNs sort after +inf, as in numpy's sort; the
  * all-ones key decodes to numpy's NaN (np.nan's bits: a positive quiet NaN).
- * Included by dtypes.c only (with the per-dtype loops of kernel_template.h). */
+ * Included by dtypes.c (with the per-dtype loops of kernel_template.h) and by
+ * hist512.h (float64's). */
 #ifndef MM_SELECT_KEYS_H
 #define MM_SELECT_KEYS_H
 
@@ -119,42 +120,42 @@ key_f64(const char *p)
 
 /* ---- key -> value ---------------------------------------------------------- */
 
-static void
+static inline void
 store_bool(char *d, uint64_t k)
 {
     unsigned char v = (unsigned char)(k != 0);
     memcpy(d, &v, 1);
 }
 
-static void
+static inline void
 store_u8(char *d, uint64_t k)
 {
     uint8_t v = (uint8_t)k;
     memcpy(d, &v, 1);
 }
 
-static void
+static inline void
 store_i8(char *d, uint64_t k)
 {
     uint8_t v = (uint8_t)(k ^ 0x80u);
     memcpy(d, &v, 1);
 }
 
-static void
+static inline void
 store_u16(char *d, uint64_t k)
 {
     uint16_t v = (uint16_t)k;
     memcpy(d, &v, 2);
 }
 
-static void
+static inline void
 store_i16(char *d, uint64_t k)
 {
     uint16_t v = (uint16_t)(k ^ 0x8000u);
     memcpy(d, &v, 2);
 }
 
-static void
+static inline void
 store_f16(char *d, uint64_t k)
 {
     uint16_t k16 = (uint16_t)k;
@@ -164,21 +165,21 @@ store_f16(char *d, uint64_t k)
     memcpy(d, &v, 2);
 }
 
-static void
+static inline void
 store_u32(char *d, uint64_t k)
 {
     uint32_t v = (uint32_t)k;
     memcpy(d, &v, 4);
 }
 
-static void
+static inline void
 store_i32(char *d, uint64_t k)
 {
     uint32_t v = (uint32_t)k ^ 0x80000000u;
     memcpy(d, &v, 4);
 }
 
-static void
+static inline void
 store_f32(char *d, uint64_t k)
 {
     uint32_t k32 = (uint32_t)k;
@@ -188,20 +189,20 @@ store_f32(char *d, uint64_t k)
     memcpy(d, &v, 4);
 }
 
-static void
+static inline void
 store_u64(char *d, uint64_t k)
 {
     memcpy(d, &k, 8);
 }
 
-static void
+static inline void
 store_i64(char *d, uint64_t k)
 {
     uint64_t v = k ^ 0x8000000000000000u;
     memcpy(d, &v, 8);
 }
 
-static void
+static inline void
 store_f64(char *d, uint64_t k)
 {
     uint64_t v = (k & 0x8000000000000000u) ? (k ^ 0x8000000000000000u) : ~k;
