@@ -116,6 +116,20 @@ def test_strided_and_reversed_lanes_take_the_scalar_loop():
     assert tuple(counts() - c0) == (3, 3, 0)
 
 
+@pytest.mark.parametrize("dt", ["f8", "i8", "f4"])
+def test_threads_write_their_own_chunks_of_a_windows_buffer(dt):
+    # each thread writes a window's keys into chunks of its buffer that it takes with one
+    # atomic add; the chunks left part-filled at the end are filled with the window's
+    # lowest key, which the selection then counts below the window: with many threads
+    # (more such chunks) every rank is still numpy's
+    a = awkward(dt, seed=16)
+    c0 = counts()
+    check("quantile", a, Q9, workers=(5, 8))
+    check("quantile", a, [0.001, 0.5, 0.999], method="lower", workers=(8,))
+    sampled, windowed, missed = counts() - c0
+    assert sampled == windowed == 3 and missed == 0
+
+
 def test_a_misleading_sample_falls_back_to_the_radix_passes():
     # the sampled blocks (the first 64 Ki values of every chunk) hold N(0, 1), all other
     # values N(100, 1): the sample is stationary and brackets 0, the counts show that the

@@ -114,15 +114,14 @@ done:
 
 /* ---- key_window_keys: 32- and 64-bit keys, windows gathered ----------------------- */
 
-/* Moves every window's staged and buffered keys to the output (k->keys, grown; on no
- * memory k->nomem is set and the keys are dropped), emptying the buffers. */
+/* Moves every window's buffered keys to the output (k->keys, grown; on no memory
+ * k->nomem is set and the keys are dropped), emptying the buffers. */
 static void
 kw_drain(kh_state *k)
 {
     mm_wpass *w = k->wp;
     for (int j = 0; j < k->nw; j++) {
-        mm_wflush(w, w->th, j);
-        npy_intp n = (npy_intp)atomic_load(&w->fill[j]);
+        npy_intp n = (npy_intp)mm_wtake(w, j);
         if (k->nkeys + n > k->capkeys && !k->nomem) {
             npy_intp cap = 2 * (k->nkeys + n) + 1024;
             uint64_t *grown = realloc(k->keys, (size_t)cap * sizeof(uint64_t));
@@ -137,7 +136,6 @@ kw_drain(kh_state *k)
             memcpy(k->keys + k->nkeys, w->buf[j], (size_t)n * sizeof(uint64_t));
             k->nkeys += n;
         }
-        atomic_store(&w->fill[j], 0);
     }
 }
 

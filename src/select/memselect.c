@@ -91,11 +91,12 @@ typedef struct {
     npy_intp rank_hi;
 } mm_group;
 
-/* The keys of the ng groups' digits (at bits sh of nb bins) moved to the front of a,
- * group after group, in one pass over the n keys (then a pass over those alone): hist,
- * the digits' counts, becomes the digits' groups.  0, or -1 on no memory. */
+/* The keys of the ng groups' digits (of key - base, at bits sh of nb bins) moved to
+ * the front of a, group after group, in one pass over the n keys (then a pass over
+ * those alone): hist, the digits' counts, becomes the digits' groups.  0, or -1 on no
+ * memory. */
 static int
-gather_groups(uint64_t *a, npy_intp n, int sh, uint32_t nb, uint32_t *hist,
+gather_groups(uint64_t *a, npy_intp n, uint64_t base, int sh, uint32_t nb, uint32_t *hist,
               const mm_group *grp, npy_intp ng)
 {
     npy_intp at = 0, m = 0, *pos = malloc((size_t)(ng + 1) * sizeof(npy_intp)); /* not 0 */
@@ -113,13 +114,13 @@ gather_groups(uint64_t *a, npy_intp n, int sh, uint32_t nb, uint32_t *hist,
     }
     for (npy_intp i = 0; i < n; i++) { /* the groups' keys to the front, in any order */
         uint64_t k = a[i];
-        if (hist[(k >> sh) & (nb - 1)] != 0) {
+        if (hist[((k - base) >> sh) & (nb - 1)] != 0) {
             a[i] = a[at];
             a[at++] = k;
         }
     }
     for (npy_intp i = 0; i < m; i++) /* then in their groups' order */
-        tmp[pos[hist[(a[i] >> sh) & (nb - 1)] - 1]++] = a[i];
+        tmp[pos[hist[((a[i] - base) >> sh) & (nb - 1)] - 1]++] = a[i];
     memcpy(a, tmp, (size_t)m * sizeof(uint64_t));
     rc = 0;
 done:
@@ -134,8 +135,8 @@ done:
  * The recursion consumes at least 8 of the 64 key bits a level: at most 8 levels. */
 /* NOLINTBEGIN(misc-no-recursion) */
 int
-mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp off,
-                 npy_intp r0, npy_intp r1, uint64_t *outk)
+mm_bucket_select(uint64_t *a, npy_intp n, uint64_t base, int bits, const npy_int64 *rk,
+                 npy_intp off, npy_intp r0, npy_intp r1, uint64_t *outk)
 {
     int w = bits < 16 ? bits : 16, sh, rc = -1;
     uint32_t nb, b = 0;
@@ -157,7 +158,7 @@ mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_int
     if (hist == NULL || grp == NULL)
         goto done;
     for (npy_intp i = 0; i < n; i++)
-        hist[(a[i] >> sh) & (nb - 1)]++;
+        hist[((a[i] - base) >> sh) & (nb - 1)]++;
     for (npy_intp r = r0; r < r1;) {
         mm_group *g = &grp[ng++];
         while (b < nb && cum + (npy_intp)hist[b] <= rk[r])
@@ -172,14 +173,14 @@ mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_int
             r++;
         g->rank_hi = r;
     }
-    if (gather_groups(a, n, sh, nb, hist, grp, ng) < 0)
+    if (gather_groups(a, n, base, sh, nb, hist, grp, ng) < 0)
         goto done;
     free(hist);
     hist = NULL;
     for (npy_intp j = 0; j < ng; j++) { /* each group alone */
         mm_group *g = &grp[j];
-        if (mm_bucket_select(a + start, g->count, sh, rk, g->base, g->rank_lo, g->rank_hi,
-                             outk) < 0)
+        if (mm_bucket_select(a + start, g->count, base, sh, rk, g->base, g->rank_lo,
+                             g->rank_hi, outk) < 0)
             mm_multiselect(a + start, 0, g->count, rk, g->base, g->rank_lo, g->rank_hi, outk);
         start += g->count;
     }

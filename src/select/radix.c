@@ -231,7 +231,7 @@ task_gselect(mm_job *job, int tid, npy_intp g)
     mm_sel *s = job->sel;
     mm_target *t = s->filter.gathered[g];
     (void)tid;
-    if (mm_bucket_select(t->keys, t->count, s->type->key_bits - 16 * t->level, s->ranks,
+    if (mm_bucket_select(t->keys, t->count, 0, s->type->key_bits - 16 * t->level, s->ranks,
                          t->base, t->rank_lo, t->rank_hi, s->out_keys) < 0)
         mm_multiselect(t->keys, 0, t->count, s->ranks, t->base, t->rank_lo, t->rank_hi,
                        s->out_keys);

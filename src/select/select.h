@@ -228,11 +228,11 @@ void mm_for_runs(const mm_sel *s, const char *base, npy_intp i0, npy_intp i1, mm
 /* The keys of ranks rk[r0:r1] - off (sorted) among a[lo:hi] go to outk[r0:r1]. */
 void mm_multiselect(uint64_t *a, npy_intp lo, npy_intp hi, const npy_int64 *rk, npy_intp off,
                     npy_intp r0, npy_intp r1, uint64_t *outk);
-/* The same among a[0:n), whose bits above the low `bits` are all equal, narrowed by
- * digits first; returns -1 only if a table could not be allocated (then call
- * mm_multiselect). */
-int mm_bucket_select(uint64_t *a, npy_intp n, int bits, const npy_int64 *rk, npy_intp off,
-                     npy_intp r0, npy_intp r1, uint64_t *outk);
+/* The same among a[0:n), whose keys less base differ only in their low `bits` (every
+ * key - base has the same bits above them), narrowed by the digits of key - base first;
+ * returns -1 only if a table could not be allocated (then call mm_multiselect). */
+int mm_bucket_select(uint64_t *a, npy_intp n, uint64_t base, int bits, const npy_int64 *rk,
+                     npy_intp off, npy_intp r0, npy_intp r1, uint64_t *outk);
 
 /* ---- the first-digit histogram (hist.c) ----------------------------------------------- */
 

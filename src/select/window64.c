@@ -15,6 +15,7 @@
 #include "lanes.h"
 #include "simd.h"
 #include "window64.h"
+#include "keys.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -55,8 +56,8 @@ struct mm_w64 {
     int kind;                /* 0 unsigned, 1 signed, 2 float (simd.h's key transform) */
     npy_intp n_wranks;       /* ranks [0, n_wranks) go by the windows; the rest are the last */
     npy_intp wr0[MM_WMAX], wr1[MM_WMAX]; /* window j's ranks */
-    int vbits[MM_WMAX];      /* the low bits in which window j's gathered keys differ */
     uint64_t below[MM_WMAX], inside[MM_WMAX], max;
+    long long fillers[MM_WMAX]; /* slots of window j's buffer that hold its lowest key */
     uint64_t *arena;
     uint64_t *outk;
     mm_wpass w;
@@ -156,7 +157,7 @@ static void
 sample_keys(const mm_sel *s, struct mm_w64 *g, const npy_int64 *srk, npy_intp m,
             uint64_t *skeys)
 {
-    if (mm_bucket_select(g->sample, g->ns, s->type->key_bits, srk, 0, 0, m, skeys) < 0)
+    if (mm_bucket_select(g->sample, g->ns, 0, s->type->key_bits, srk, 0, 0, m, skeys) < 0)
         mm_multiselect(g->sample, 0, g->ns, srk, 0, 0, m, skeys);
 }
 
@@ -261,6 +262,54 @@ done:
     return rc;
 }
 
+void
+mm_wnext(mm_wpass *w, mm_wthread *t, int j)
+{
+    const long long want = w->chunk[j] > 0 ? w->chunk[j] : MM_WCHUNK;
+    long long at = 0, n = 0;
+    mm_wcount(t, j);
+    if (w->cap[j] > 0) {
+        at = atomic_fetch_add_explicit(&w->fill[j], want, memory_order_relaxed);
+        n = at >= w->cap[j] ? 0 : (w->cap[j] - at < want ? w->cap[j] - at : want);
+    }
+    if (n > 0) {
+        t->cur[j] = t->from[j] = w->buf[j] + at;
+        t->end[j] = t->cur[j] + n;
+    }
+    else { /* no room (or a window that only counts): round the spill */
+        t->lost |= w->cap[j] > 0;
+        t->cur[j] = t->from[j] = t->spill;
+        t->end[j] = t->spill + MM_WSPILL;
+    }
+}
+
+long long
+mm_wfinish(mm_wpass *w, mm_wthread *t, int j)
+{
+    long long n = 0;
+    mm_wcount(t, j);
+    if (t->end[j] != t->spill + MM_WSPILL) { /* a chunk of the buffer, or none */
+        n = (long long)(t->end[j] - t->cur[j]);
+        for (uint64_t *p = t->cur[j]; p != t->end[j]; p++)
+            *p = w->lo[j];
+    }
+    t->cur[j] = t->from[j] = t->end[j] = NULL;
+    return n;
+}
+
+long long
+mm_wtake(mm_wpass *w, int j)
+{
+    mm_wthread *t = w->th;
+    long long n = 0;
+    mm_wcount(t, j);
+    if (t->cur[j] != NULL && t->end[j] != t->spill + MM_WSPILL)
+        n = (long long)(t->cur[j] - w->buf[j]);
+    t->cur[j] = t->from[j] = t->end[j] = NULL;
+    atomic_store(&w->fill[j], 0);
+    return n;
+}
+
 typedef struct {
     mm_sel *sel;
     int tid;
@@ -304,9 +353,9 @@ task_pass(mm_job *job, int tid, npy_intp t)
     mm_for_runs(s, s->lane, i0, i1, run_pass, &a);
 }
 
-/* After the pass: every thread's staged keys to their buffers, the counts summed, and
- * each wanted rank placed in the window that holds it.  Returns 1 (every rank in a
- * window whose keys were all gathered) or 0 (the sample misled). */
+/* After the pass: every thread's keys counted (the rest of its chunks filled), the
+ * counts summed, and each wanted rank placed in the window that holds it.  Returns 1
+ * (every rank in a window whose keys were all gathered) or 0 (the sample misled). */
 static int
 pass_check(const mm_sel *s, struct mm_w64 *g)
 {
@@ -316,22 +365,16 @@ pass_check(const mm_sel *s, struct mm_w64 *g)
     g->max = 0;
     memset(g->below, 0, sizeof(g->below));
     memset(g->inside, 0, sizeof(g->inside));
-    uint64_t ones[MM_WMAX] = {0}, zeros[MM_WMAX] = {0};
+    memset(g->fillers, 0, sizeof(g->fillers));
     for (int t = 0; t < s->n_threads; t++) {
         mm_wthread *th = &w->th[t];
         g->max = th->max > g->max ? th->max : g->max;
+        ok = ok && !th->lost;
         for (int j = 0; j < w->n_win; j++) {
-            if (th->staged[j] > 0)
-                mm_wflush(w, th, j);
+            g->fillers[j] += mm_wfinish(w, th, j);
             g->below[j] += th->below[j];
             g->inside[j] += th->inside[j];
-            ones[j] |= th->ones[j];
-            zeros[j] |= th->zeros[j];
         }
-    }
-    for (int j = 0; j < w->n_win; j++) { /* their shared high bits need no selection pass */
-        uint64_t differ = ones[j] & zeros[j];
-        g->vbits[j] = differ == 0 ? 0 : 64 - __builtin_clzll(differ);
     }
     for (int j = 0; j < w->n_win && ok; j++) {
         if (w->cap[j] > 0 && g->inside[j] > (uint64_t)w->cap[j])
@@ -346,21 +389,51 @@ pass_check(const mm_sel *s, struct mm_w64 *g)
     return ok && i == g->n_wranks;
 }
 
-/* Window j's ranks among its gathered keys (a window of one key: that key). */
+/* The key of a float64 a little below (dir -1) or above (dir 1) where bucket b of the
+ * histogram pass begins: a value's bucket is a rounded product, so the end is widened
+ * by far more than the rounding can move it. */
+static uint64_t
+bucket_key(const mm_wpass *w, int b, double dir)
+{
+    double t = (double)b + w->hc, x = (t + dir * 1e-12 * (fabs(t) + fabs(w->hc) + 1.0)) / w->hs;
+    return key_f64((const char *)&x);
+}
+
+/* The keys window j gathers lie in [*base, *base + 2**bits); returns bits.  The
+ * histogram pass's windows are buckets, whose values may lie a little outside lo and
+ * width (and the first one's bucket 0 holds every value below the buckets). */
+static int
+window_span(const mm_wpass *w, int j, uint64_t *base)
+{
+    uint64_t lo = w->lo[j], hi = lo + w->width[j];
+    if (w->hist) {
+        lo = w->hb0[j] == 0 ? 0 : bucket_key(w, w->hb0[j], -1.0);
+        hi = bucket_key(w, w->hb1[j] + 1, 1.0);
+    }
+    *base = lo;
+    return hi > lo ? 64 - __builtin_clzll(hi - lo) : 0;
+}
+
+/* Window j's ranks among its gathered keys (a window of one key: that key), and its
+ * fillers (copies of its lowest key, as many more keys below), binned by their excess
+ * over the window's lowest possible key. */
 static void
 task_wselect(mm_job *job, int tid, npy_intp j)
 {
     mm_sel *s = job->sel;
     struct mm_w64 *g = s->win64;
-    npy_intp n = (npy_intp)g->inside[j], off = (npy_intp)g->below[j];
+    npy_intp n = (npy_intp)g->inside[j] + (npy_intp)g->fillers[j];
+    npy_intp off = (npy_intp)g->below[j] - (npy_intp)g->fillers[j];
+    uint64_t base = 0;
+    int bits = window_span(&g->w, (int)j, &base);
     (void)tid;
     if (g->w.cap[j] == 0) {
         for (npy_intp i = g->wr0[j]; i < g->wr1[j]; i++)
             g->outk[i] = g->w.lo[j];
     }
     else if (g->wr0[j] < g->wr1[j] &&
-             mm_bucket_select(g->w.buf[j], n, g->vbits[j], s->ranks, off, g->wr0[j],
-                              g->wr1[j], g->outk) < 0)
+             mm_bucket_select(g->w.buf[j], n, base, bits, s->ranks, off, g->wr0[j], g->wr1[j],
+                              g->outk) < 0)
         mm_multiselect(g->w.buf[j], 0, n, s->ranks, off, g->wr0[j], g->wr1[j], g->outk);
 }
 
@@ -462,6 +535,8 @@ mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w)
     }
     if (ok) {
         int p = 0;
+        memcpy(w->hb0, b0, (size_t)nw * sizeof(int));
+        memcpy(w->hb1, b1, (size_t)nw * sizeof(int));
         w->hbits = 63 / nw;
         for (int b = 0; b < MM_HB + 2; b++) {
             while (p < nw && b0[p] <= b)
@@ -503,9 +578,11 @@ hist_setup(const mm_sel *s, struct mm_w64 *g)
     return rc;
 }
 
-/* One buffer for every window's keys.  Returns 0, or -1 with MemoryError set. */
+/* One buffer for every window's keys, and the chunks the threads take of them (an
+ * eighth of a thread's share, so that the chunks left part-filled at the end cost
+ * little room and few fillers).  Returns 0, or -1 with MemoryError set. */
 static int
-w64_buffers(struct mm_w64 *g)
+w64_buffers(struct mm_w64 *g, int n_threads)
 {
     npy_intp room = 0;
     int rc = 0;
@@ -520,7 +597,9 @@ w64_buffers(struct mm_w64 *g)
     }
     room = 0;
     for (int j = 0; j < g->w.n_win && rc == 0; j++) {
+        long long c = g->w.cap[j] / (8 * (long long)n_threads);
         g->w.buf[j] = g->arena + room;
+        g->w.chunk[j] = c < 64 ? 64 : c > MM_WCHUNK ? MM_WCHUNK : c;
         room += (npy_intp)g->w.cap[j];
         atomic_init(&g->w.fill[j], 0);
     }
@@ -536,7 +615,7 @@ w64_pass(mm_sel *s, struct mm_w64 *g, npy_intp n_chunks, double pb, double ps)
     npy_intp gathered = 0;
     mm_w64_ends(s->type, g->kind, &g->w);
     /* cppcheck-suppress knownConditionTrueFalse ; 0 only in simd.h's non-x86 stub */
-    if ((mm_hist_cpu() && hist_setup(s, g) < 0) || w64_buffers(g) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
+    if ((mm_hist_cpu() && hist_setup(s, g) < 0) || w64_buffers(g, s->n_threads) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
         goto done;
     rc = pass_check(s, g);
     if (rc == 0)

@@ -9,19 +9,22 @@
 
 #include <string.h>
 
-#define MM_WMAX 24   /* windows of one pass, at most */
-#define MM_WSTAGE 32 /* keys a thread stages per window before a write to its buffer */
-#define MM_HB 4096   /* buckets of the histogram pass, and one below and one above them */
+#define MM_WMAX 24    /* windows of one pass, at most */
+#define MM_WCHUNK 4096 /* slots of a window's buffer a thread takes at a time, at most */
+#define MM_WSPILL 64   /* keys with no room (or a counted-only window's) cycle here */
+#define MM_HB 4096     /* buckets of the histogram pass, and one below and one above them */
 
-/* One thread's share of the pass, on cache lines of its own. */
+/* One thread's share of the pass, on cache lines of its own.  A thread writes window
+ * j's keys straight into a chunk of the window's buffer that it alone holds (from[j] up
+ * to end[j]: written up to cur[j], counted up to from[j]); one atomic add takes the
+ * next chunk.  Keys that find no room go round spill and set lost. */
 typedef struct {
     _Alignas(64) uint64_t below[MM_WMAX]; /* keys below window j's lowest key */
-    uint64_t inside[MM_WMAX];             /* keys inside window j, flushed */
-    uint64_t ones[MM_WMAX], zeros[MM_WMAX]; /* the bits set in any gathered key of window
-                                             * j, and those clear in any */
+    uint64_t inside[MM_WMAX];             /* keys inside window j, counted */
     uint64_t max;                         /* the largest key seen */
-    int staged[MM_WMAX];
-    uint64_t stage[MM_WMAX][MM_WSTAGE];
+    uint64_t *cur[MM_WMAX], *end[MM_WMAX], *from[MM_WMAX];
+    int lost;                             /* a key of a gathered window found no room */
+    uint64_t spill[MM_WSPILL];
 } mm_wthread;
 
 /* The windows of one pass (sorted, disjoint) and their buffers. */
@@ -30,7 +33,8 @@ struct mm_wpass {
     uint64_t lo[MM_WMAX], width[MM_WMAX]; /* window j: keys lo[j] .. lo[j] + width[j] */
     uint64_t *buf[MM_WMAX];               /* window j's gathered keys (cap 0: counted only) */
     long long cap[MM_WMAX];
-    atomic_llong fill[MM_WMAX];           /* keys offered to buf[j] (more than cap: lost) */
+    long long chunk[MM_WMAX];             /* slots a thread takes at a time (0: MM_WCHUNK) */
+    atomic_llong fill[MM_WMAX];           /* slots of buf[j] taken (more than cap: no room) */
     mm_wthread *th;                       /* per thread */
     /* floats whose windows' ends are ordinary floats (not +-0, not NaN, no window up to
      * the NaN key): the ends as floats' bits, compared as floats (simd.h) */
@@ -41,6 +45,7 @@ struct mm_wpass {
      * at or below it (hbits bits each, bit 63: inside a window) and its window (-1) */
     int hist, hbits;
     double hs, hc;
+    int hb0[MM_WMAX], hb1[MM_WMAX];       /* window j's first and last bucket */
     uint64_t *htab;
     signed char *hwin;
 };
@@ -48,41 +53,39 @@ struct mm_wpass {
 /* Set by the tests (_core._test_avx512): the histogram pass keeps to AVX2. */
 extern atomic_int mm_w64_narrow;
 
-/* Moves thread t's staged keys of window j into the window's buffer, as far as it has
- * room (a window that overflows is found after the pass: its counts exceed cap; a
- * window of one key only counts them), and counts them, with the bits they set and
- * clear: per 32 keys, not per key. */
+/* Thread t's keys of window j written since it last counted them: counted. */
 static inline void
-mm_wflush(mm_wpass *w, mm_wthread *t, int j)
+mm_wcount(mm_wthread *t, int j)
 {
-    long long n = t->staged[j];
-    uint64_t ones = 0, zeros = 0;
-    t->inside[j] += (uint64_t)n;
-    for (long long i = 0; i < n; i++) {
-        ones |= t->stage[j][i];
-        zeros |= ~t->stage[j][i];
+    if (t->from[j] != t->cur[j]) {
+        t->inside[j] += (uint64_t)(t->cur[j] - t->from[j]);
+        t->from[j] = t->cur[j];
     }
-    t->ones[j] |= ones;
-    t->zeros[j] |= zeros;
-    if (w->cap[j] > 0 && n > 0) {
-        long long at = atomic_fetch_add_explicit(&w->fill[j], n, memory_order_relaxed);
-        long long room = w->cap[j] - at;
-        if (n > room)
-            n = room > 0 ? room : 0;
-        if (n > 0)
-            memcpy(w->buf[j] + at, t->stage[j], (size_t)n * sizeof(uint64_t));
-    }
-    t->staged[j] = 0;
 }
 
-/* Key k lies inside window j: staged (t->inside counts it when it is flushed). */
+/* Thread t's chunk of window j is full (or it has none): its keys counted, and the next
+ * chunk taken (window64.c). */
+void mm_wnext(mm_wpass *w, mm_wthread *t, int j);
+
+/* Key k lies inside window j: written to thread t's chunk of the window's buffer. */
 static inline void
 mm_wstage(mm_wpass *w, mm_wthread *t, int j, uint64_t k)
 {
-    t->stage[j][t->staged[j]++] = k;
-    if (t->staged[j] == MM_WSTAGE)
-        mm_wflush(w, t, j);
+    if (t->cur[j] == t->end[j])
+        mm_wnext(w, t, j);
+    *t->cur[j]++ = k;
 }
+
+/* After the pass, thread t's keys of window j counted and the unwritten rest of its
+ * chunk filled with the window's lowest key (so that the buffer's first min(fill, cap)
+ * slots are all keys: the fillers lie below every key of the window).  Returns how many
+ * fillers. */
+long long mm_wfinish(mm_wpass *w, mm_wthread *t, int j);
+
+/* One thread's pass (w->th[0]) between two drains: the number of keys in window j's
+ * buffer, buf[j][0:n] (one thread's chunks follow each other, its last one ends at
+ * its cursor), counted; the buffer is then empty for the next keys. */
+long long mm_wtake(mm_wpass *w, int j);
 
 /* For floats (kind 2): the windows' ends as floats (w->flo, w->fhi), and w->fp_ok where
  * every end is an ordinary float (not +-0, not NaN, no window up to the top key). */
