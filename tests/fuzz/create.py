@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import pathlib
 import stat
@@ -66,6 +67,8 @@ def create_model(
             nbytes > TOUCH_MAX and (fill is not None or allocate != "sparse")
         ):
             return None  # not a size this fuzz touches
+        if nbytes <= TOUCH_MAX and math.prod(shp) > TOUCH_MAX:
+            return None  # items of no bytes, too many to visit (numpy fills them one by one)
         if nbytes <= TOUCH_MAX:
             # as np.ndarray makes it over a buffer (np.zeros would turn 'S0' into 'S1')
             want = np.ndarray(shp, dt, buffer=bytearray(nbytes), order=order)
