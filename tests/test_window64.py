@@ -296,6 +296,27 @@ def test_a_histogram_window_that_overflows_falls_back(simd):
     assert hists() - h0 == 1
 
 
+@pytest.mark.parametrize("k", [20_000, 45_000])
+def test_many_equal_keys_inside_a_histogram_window(simd, k):
+    # the histogram pass gives each run of a window's buckets a slot, whose chunks are
+    # taken from the window's one buffer: k copies of a value inside the median's window
+    # and just above the median (0.1% and 0.3% of the values, all in one slot, which
+    # then holds several times its share) fit as long as the window has room, and each
+    # rank is selected among the keys of its own slot, the slots' chunks moved together
+    rng = np.random.default_rng(17)
+    a = rng.uniform(0.0, 2.0, N)
+    a[rng.integers(0, N, k)] = v = 1.005
+    assert 0.5 < (a < v).mean() < 0.503
+    c0, h0, s0 = counts(), hists(), _core._test_slot_selects()
+    check("quantile", a, Q9, workers=(1, 2, 7))
+    # ranks in different slots of one window (their windows merged)
+    check("quantile", a, [0.1, 0.497, 0.5, 0.504, 0.9], method="lower", workers=(2,))
+    sampled, windowed, missed = counts() - c0
+    assert sampled == windowed == 4 and missed == 0
+    assert hists() - h0 == 4
+    assert _core._test_slot_selects() - s0 >= 3 * 9 + 4  # a rank a quantile at least
+
+
 def test_windows_of_few_distinct_keys(simd):
     # values rounded to 1/4096: a window gathers some 60 distinct keys, about 1600 of
     # each, which share all but their low bits (selected from the highest bit in which

@@ -318,6 +318,14 @@ mm_test_hist_passes(PyObject *module, PyObject *noargs)
 }
 
 static PyObject *
+mm_test_slot_selects(PyObject *module, PyObject *noargs)
+{
+    (void)module;
+    (void)noargs;
+    return PyLong_FromLongLong(mm_window64_slot_count());
+}
+
+static PyObject *
 mm_test_avx512(PyObject *module, PyObject *arg)
 {
     int on = PyObject_IsTrue(arg), cpu = 0;
@@ -359,6 +367,10 @@ static PyMethodDef select_methods[] = {
      "_test_hist_passes()\n--\n\n"
      "For the tests only (not part of the API): the 32/64-bit lanes since import whose\n"
      "window pass was the histogram pass (float64 with many windows)."},
+    {"_test_slot_selects", mm_test_slot_selects, METH_NOARGS,
+     "_test_slot_selects()\n--\n\n"
+     "For the tests only (not part of the API): the ranks since import that the\n"
+     "histogram pass selected among the keys of one run of a window's buckets."},
     {"_test_window_counts", mm_test_window_counts, METH_NOARGS,
      "_test_window_counts()\n--\n\n"
      "For the tests only (not part of the API): (sampled, windowed, missed), the long\n"

@@ -80,7 +80,7 @@ mm_h512_hand(const char *p, const unsigned char *in, const int32_t *sb, npy_intp
         m += _mm_popcnt_u32(b);
     }
     for (int q = 0; q < m; q++) {
-        mm_wstage(w, t, w->hwin[sb[off[q]]], key_f64(p + 8 * (npy_intp)off[q]));
+        mm_wstage(w, t, w->hslot[sb[off[q]]], key_f64(p + 8 * (npy_intp)off[q]));
     }
 }
 

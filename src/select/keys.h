@@ -6,7 +6,7 @@
  * NaN becomes the all-ones key, so NaNs sort after +inf, as in numpy's sort; the
  * all-ones key decodes to numpy's NaN (np.nan's bits: a positive quiet NaN).
  * Included by dtypes.c (with the per-dtype loops of kernel_template.h), by
- * hist512.h (float64's) and by window64.c (the ends of its histogram buckets). */
+ * hist512.h (float64's) and by winplan.c (the ends of the histogram buckets). */
 #ifndef MM_SELECT_KEYS_H
 #define MM_SELECT_KEYS_H
 

@@ -150,12 +150,13 @@ kw_begin(kh_state *k)
         w->lo[j] = b[2 * (size_t)j];
         w->width[j] = b[2 * (size_t)j + 1] - b[2 * (size_t)j];
         w->buf[j] = k->arena + (size_t)j * KW_PIECE;
-        w->cap[j] = KW_PIECE;
+        w->cap[j] = KW_PIECE; /* chunks of MM_WCHUNK, untagged */
         atomic_store(&w->fill[j], 0);
     }
+    mm_w64_slots(w); /* a slot a window */
     memset(w->th, 0, sizeof(mm_wthread));
     mm_w64_ends(k->s->type, k->kind, w);
-    mm_w64_hist_plan(k->s->type, k->kind, w);
+    mm_w64_hist_plan(k->s->type, k->kind, w, 0);
 }
 
 /* After a lane: its keys drained, its counts (below, inside) and largest key kept. */
@@ -265,7 +266,7 @@ mm_key_window_keys(PyObject *module, PyObject *args, PyObject *kwds)
 done:
     free(pass.th);
     free(pass.htab);
-    free(pass.hwin);
+    free(pass.hslot);
     free(k.arena);
     free(k.keys);
     Py_XDECREF(largest);

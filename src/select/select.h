@@ -279,6 +279,9 @@ void mm_window_note(int which);
 int mm_window64_applies(const mm_sel *s, npy_intp n_chunks);
 /* Lanes since import whose window pass was window64.c's histogram pass (tests only). */
 long long mm_window64_hist_count(void);
+/* Ranks since import selected among the keys of one slot of a window of several (the
+ * histogram pass's runs of buckets; tests only). */
+long long mm_window64_slot_count(void);
 /* For the tests: lets the float64 histogram pass take AVX-512 (on) or keeps it to AVX2;
  * returns whether it could before, and *cpu whether the CPU has AVX-512. */
 int mm_window64_test_avx512(int on, int *cpu);

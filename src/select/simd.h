@@ -380,7 +380,7 @@ mm_w64_avx2_hin(__m256d v, __m128i b, unsigned in, mm_wpass *w, mm_wthread *t)
     _mm_storeu_si128((__m128i *)(void *)bk, b);
     while (in != 0) {
         int l = __builtin_ctz(in);
-        mm_wstage(w, t, w->hwin[bk[l]], keys[l] ^ ((uint64_t)1 << 63));
+        mm_wstage(w, t, w->hslot[bk[l]], keys[l] ^ ((uint64_t)1 << 63));
         in &= in - 1;
     }
 }

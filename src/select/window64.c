@@ -10,12 +10,14 @@
  * floats always want for numpy's NaN check).  The counts are exact, so the result is
  * checked: a rank outside every window, or a window with more keys than its buffer
  * holds (the sample misled), sends the lane to the radix passes.  The gathered keys are
- * selected in memory, the windows in parallel. */
+ * selected in memory, the windows in parallel.  The histogram pass of many float64
+ * windows files each window's keys by runs of its buckets (slots): the chunks of the
+ * window's buffer that a thread takes are tagged with their slot, and each rank is then
+ * selected among the keys of the one slot that holds it (a small part of the window's). */
 #include "select.h"
 #include "lanes.h"
 #include "simd.h"
 #include "window64.h"
-#include "keys.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,18 +30,16 @@
 #define MM_W64_MEANT 8192 /* keys in a block's mean: MM_W64_BLOCK / MM_W64_EVERY */
 #define MM_W64_MAX_FRAC (1.0 / 8)         /* windows expected to hold more: no window */
 #define MM_W64_GATHER ((npy_intp)1 << 24) /* keys the buffers hold in all (128 MiB) */
-#define MM_W64_HIST 3                     /* float64 windows from which hist pays */
 #define MM_W64_STRIDED 512                /* strided values copied at a time for hist */
 
 atomic_int mm_w64_narrow;
-static atomic_llong mm_w64_hists; /* lanes counted by the histogram pass (tests only) */
+static atomic_llong mm_w64_slot_selects; /* ranks selected in a slot of several (tests) */
 
 long long
-mm_window64_hist_count(void)
+mm_window64_slot_count(void)
 {
-    return (long long)atomic_load(&mm_w64_hists);
+    return (long long)atomic_load(&mm_w64_slot_selects);
 }
-
 int
 mm_window64_test_avx512(int on, int *cpu)
 {
@@ -57,7 +57,10 @@ struct mm_w64 {
     npy_intp n_wranks;       /* ranks [0, n_wranks) go by the windows; the rest are the last */
     npy_intp wr0[MM_WMAX], wr1[MM_WMAX]; /* window j's ranks */
     uint64_t below[MM_WMAX], inside[MM_WMAX], max;
-    long long fillers[MM_WMAX]; /* slots of window j's buffer that hold its lowest key */
+    uint64_t skeys[MM_SMAX];  /* keys of slot s */
+    long long fillers[MM_SMAX]; /* fillers in slot s's chunks (window64.h's mm_wfinish) */
+    int16_t *tags;            /* the chunks' tags of every window */
+    atomic_int astray;        /* a slot's chunks did not hold its keys (cannot be) */
     uint64_t *arena;
     uint64_t *outk;
     mm_wpass w;
@@ -263,37 +266,40 @@ done:
 }
 
 void
-mm_wnext(mm_wpass *w, mm_wthread *t, int j)
+mm_wnext(mm_wpass *w, mm_wthread *t, int s)
 {
+    const int j = w->swin[s];
     const long long want = w->chunk[j] > 0 ? w->chunk[j] : MM_WCHUNK;
     long long at = 0, n = 0;
-    mm_wcount(t, j);
+    mm_wcount(t, s);
     if (w->cap[j] > 0) {
         at = atomic_fetch_add_explicit(&w->fill[j], want, memory_order_relaxed);
         n = at >= w->cap[j] ? 0 : (w->cap[j] - at < want ? w->cap[j] - at : want);
     }
     if (n > 0) {
-        t->cur[j] = t->from[j] = w->buf[j] + at;
-        t->end[j] = t->cur[j] + n;
+        t->cur[s] = t->from[s] = w->buf[j] + at;
+        t->end[s] = t->cur[s] + n;
+        if (w->tag[j] != NULL)
+            w->tag[j][at / want] = (int16_t)s;
     }
     else { /* no room (or a window that only counts): round the spill */
         t->lost |= w->cap[j] > 0;
-        t->cur[j] = t->from[j] = t->spill;
-        t->end[j] = t->spill + MM_WSPILL;
+        t->cur[s] = t->from[s] = t->spill;
+        t->end[s] = t->spill + MM_WSPILL;
     }
 }
 
 long long
-mm_wfinish(mm_wpass *w, mm_wthread *t, int j)
+mm_wfinish(mm_wthread *t, int s, uint64_t filler)
 {
     long long n = 0;
-    mm_wcount(t, j);
-    if (t->end[j] != t->spill + MM_WSPILL) { /* a chunk of the buffer, or none */
-        n = (long long)(t->end[j] - t->cur[j]);
-        for (uint64_t *p = t->cur[j]; p != t->end[j]; p++)
-            *p = w->lo[j];
+    mm_wcount(t, s);
+    if (t->cur[s] != NULL && t->end[s] != t->spill + MM_WSPILL) { /* a chunk of the buffer */
+        n = (long long)(t->end[s] - t->cur[s]);
+        for (uint64_t *p = t->cur[s]; p != t->end[s]; p++)
+            *p = filler;
     }
-    t->cur[j] = t->from[j] = t->end[j] = NULL;
+    t->cur[s] = t->from[s] = t->end[s] = NULL;
     return n;
 }
 
@@ -353,9 +359,11 @@ task_pass(mm_job *job, int tid, npy_intp t)
     mm_for_runs(s, s->lane, i0, i1, run_pass, &a);
 }
 
-/* After the pass: every thread's keys counted (the rest of its chunks filled), the
- * counts summed, and each wanted rank placed in the window that holds it.  Returns 1
- * (every rank in a window whose keys were all gathered) or 0 (the sample misled). */
+/* After the pass: every thread's keys counted (the rest of its chunks filled with its
+ * slot's lowest key), the counts summed, and each wanted rank placed in the window
+ * that holds it.
+ * Returns 1 (every rank in a window whose keys were all gathered) or 0 (the sample
+ * misled). */
 static int
 pass_check(const mm_sel *s, struct mm_w64 *g)
 {
@@ -365,20 +373,22 @@ pass_check(const mm_sel *s, struct mm_w64 *g)
     g->max = 0;
     memset(g->below, 0, sizeof(g->below));
     memset(g->inside, 0, sizeof(g->inside));
+    memset(g->skeys, 0, sizeof(g->skeys));
     memset(g->fillers, 0, sizeof(g->fillers));
     for (int t = 0; t < s->n_threads; t++) {
         mm_wthread *th = &w->th[t];
         g->max = th->max > g->max ? th->max : g->max;
         ok = ok && !th->lost;
-        for (int j = 0; j < w->n_win; j++) {
-            g->fillers[j] += mm_wfinish(w, th, j);
+        for (int j = 0; j < w->n_win; j++)
             g->below[j] += th->below[j];
-            g->inside[j] += th->inside[j];
+        for (int q = 0; q < w->n_slot; q++) {
+            g->fillers[q] += mm_wfinish(th, q, w->slo[q]);
+            g->skeys[q] += th->inside[q];
         }
     }
+    for (int q = 0; q < w->n_slot; q++)
+        g->inside[w->swin[q]] += g->skeys[q];
     for (int j = 0; j < w->n_win && ok; j++) {
-        if (w->cap[j] > 0 && g->inside[j] > (uint64_t)w->cap[j])
-            ok = 0; /* more keys than room: some were lost */
         if (i < g->n_wranks && (uint64_t)s->ranks[i] < g->below[j])
             ok = 0; /* below this window and above the one before */
         g->wr0[j] = i;
@@ -389,52 +399,91 @@ pass_check(const mm_sel *s, struct mm_w64 *g)
     return ok && i == g->n_wranks;
 }
 
-/* The key of a float64 a little below (dir -1) or above (dir 1) where bucket b of the
- * histogram pass begins: a value's bucket is a rounded product, so the end is widened
- * by far more than the rounding can move it. */
-static uint64_t
-bucket_key(const mm_wpass *w, int b, double dir)
+/* Window j's chunks of slot q moved to its chunks at, at + 1, ... (swapped with those
+ * there, tags too), among its n chunks of c keys.  Returns how many. */
+static npy_intp
+chunks_front(const mm_wpass *w, int j, int q, npy_intp at, npy_intp n, npy_intp c)
 {
-    double t = (double)b + w->hc, x = (t + dir * 1e-12 * (fabs(t) + fabs(w->hc) + 1.0)) / w->hs;
-    return key_f64((const char *)&x);
-}
-
-/* The keys window j gathers lie in [*base, *base + 2**bits); returns bits.  The
- * histogram pass's windows are buckets, whose values may lie a little outside lo and
- * width (and the first one's bucket 0 holds every value below the buckets). */
-static int
-window_span(const mm_wpass *w, int j, uint64_t *base)
-{
-    uint64_t lo = w->lo[j], hi = lo + w->width[j];
-    if (w->hist) {
-        lo = w->hb0[j] == 0 ? 0 : bucket_key(w, w->hb0[j], -1.0);
-        hi = bucket_key(w, w->hb1[j] + 1, 1.0);
+    int16_t *tag = w->tag[j];
+    npy_intp k = at;
+    for (npy_intp i = at; i < n; i++) {
+        if (tag[i] != q)
+            continue;
+        if (i != k) {
+            uint64_t *x = w->buf[j] + i * c, *y = w->buf[j] + k * c;
+            for (npy_intp e = 0; e < c; e++) {
+                uint64_t v = x[e];
+                x[e] = y[e];
+                y[e] = v;
+            }
+            tag[i] = tag[k];
+            tag[k] = (int16_t)q;
+        }
+        k++;
     }
-    *base = lo;
-    return hi > lo ? 64 - __builtin_clzll(hi - lo) : 0;
+    return k - at;
 }
 
-/* Window j's ranks among its gathered keys (a window of one key: that key), and its
- * fillers (copies of its lowest key, as many more keys below), binned by their excess
- * over the window's lowest possible key. */
+/* The ranks [r0, r1) of window j among the keys of slot q (cum keys of the window's
+ * slots before it), which first go together, after the slots selected before (at
+ * chunks): its keys and fillers (its lowest key's, as many more below).  Returns the
+ * chunks it took.  Chunks that do not hold the slot's count set astray (the lane then
+ * takes the radix passes). */
+static npy_intp
+slot_select(struct mm_w64 *g, const npy_int64 *ranks, int q, npy_intp cum, npy_intp r0,
+            npy_intp r1, npy_intp at)
+{
+    mm_wpass *w = &g->w;
+    const int j = w->swin[q];
+    const npy_intp c = (npy_intp)w->chunk[j];
+    const long long f = atomic_load(&w->fill[j]);
+    npy_intp k = chunks_front(w, j, q, at, (npy_intp)((f < w->cap[j] ? f : w->cap[j]) / c), c);
+    npy_intp n = (npy_intp)g->skeys[q] + (npy_intp)g->fillers[q];
+    npy_intp off = (npy_intp)g->below[j] + cum - (npy_intp)g->fillers[q];
+    uint64_t *keys = w->buf[j] + at * c;
+    atomic_fetch_add(&mm_w64_slot_selects, (long long)(r1 - r0));
+    if (n != k * c) /* cannot be: every chunk of the slot is tagged and full */
+        atomic_store(&g->astray, 1);
+    else if (mm_bucket_select(keys, n, w->slo[q], w->sbits[q], ranks, off, r0, r1,
+                              g->outk) < 0)
+        mm_multiselect(keys, 0, n, ranks, off, r0, r1, g->outk);
+    return k;
+}
+
+/* Window j's ranks (a window of one key: that key): among all its keys (a window of one
+ * slot), or each among the keys of the slot that holds it. */
 static void
-task_wselect(mm_job *job, int tid, npy_intp j)
+task_wselect(mm_job *job, int tid, npy_intp jj)
 {
     mm_sel *s = job->sel;
     struct mm_w64 *g = s->win64;
-    npy_intp n = (npy_intp)g->inside[j] + (npy_intp)g->fillers[j];
-    npy_intp off = (npy_intp)g->below[j] - (npy_intp)g->fillers[j];
-    uint64_t base = 0;
-    int bits = window_span(&g->w, (int)j, &base);
+    mm_wpass *w = &g->w;
+    const int j = (int)jj, q0 = w->ws0[j];
+    npy_intp r = g->wr0[j];
     (void)tid;
-    if (g->w.cap[j] == 0) {
+    if (w->cap[j] == 0) {
         for (npy_intp i = g->wr0[j]; i < g->wr1[j]; i++)
-            g->outk[i] = g->w.lo[j];
+            g->outk[i] = w->lo[j];
     }
-    else if (g->wr0[j] < g->wr1[j] &&
-             mm_bucket_select(g->w.buf[j], n, base, bits, s->ranks, off, g->wr0[j], g->wr1[j],
-                              g->outk) < 0)
-        mm_multiselect(g->w.buf[j], 0, n, s->ranks, off, g->wr0[j], g->wr1[j], g->outk);
+    else if (r < g->wr1[j] && w->ws0[j + 1] == q0 + 1) {
+        npy_intp n = (npy_intp)g->inside[j] + (npy_intp)g->fillers[q0];
+        npy_intp off = (npy_intp)g->below[j] - (npy_intp)g->fillers[q0];
+        if (mm_bucket_select(w->buf[j], n, w->wlo[j], w->wbits[j], s->ranks, off, r,
+                             g->wr1[j], g->outk) < 0)
+            mm_multiselect(w->buf[j], 0, n, s->ranks, off, r, g->wr1[j], g->outk);
+    }
+    else {
+        npy_intp cum = 0, at = 0;
+        for (int q = q0; q < w->ws0[j + 1] && r < g->wr1[j]; q++) {
+            npy_intp r1 = r, top = (npy_intp)g->below[j] + cum + (npy_intp)g->skeys[q];
+            while (r1 < g->wr1[j] && s->ranks[r1] < top)
+                r1++;
+            if (r1 > r)
+                at += slot_select(g, s->ranks, q, cum, r, r1, at);
+            cum += (npy_intp)g->skeys[q];
+            r = r1;
+        }
+    }
 }
 
 /* The sample's tables, sized for the lane.  Returns 0, or -1 with MemoryError set. */
@@ -472,100 +521,16 @@ w64_free(struct mm_w64 *g)
     free(g->bm2);
     free(g->w.th);
     free(g->w.htab);
-    free(g->w.hwin);
+    free(g->w.hslot);
+    free(g->tags);
     mm_arena_put(g->arena);
     g->sample = NULL;
     g->arena = NULL;
 }
 
-/* The float whose key is k, as its bits (W bits), and whether it is an ordinary end for
- * a float compare: not +-0 and not NaN (key 0 lies below every float: -inf). */
-static int
-float_end(const mm_type *t, uint64_t k, uint64_t *bits)
-{
-    unsigned char v[8] = {0};
-    uint64_t mag;
-    int W = t->key_bits;
-    t->store((char *)v, k);
-    memcpy(bits, v, 8);
-    mag = *bits & (W == 64 ? INT64_MAX : INT32_MAX);
-    if (k == 0)
-        *bits = W == 64 ? 0xFFF0000000000000u : 0xFF800000u;
-    return k == 0 || (mag != 0 && mag <= (W == 64 ? 0x7FF0000000000000u : 0x7F800000u));
-}
-
-void
-mm_w64_ends(const mm_type *t, int kind, mm_wpass *w)
-{
-    uint64_t top = t->key_bits == 64 ? UINT64_MAX : UINT32_MAX;
-    w->fp_ok = kind == 2;
-    for (int j = 0; j < w->n_win && w->fp_ok; j++) {
-        uint64_t hi = w->width[j] > top - w->lo[j] ? top : w->lo[j] + w->width[j];
-        w->fp_ok = hi != top && float_end(t, w->lo[j], &w->flo[j]) &&
-                   float_end(t, hi, &w->fhi[j]);
-    }
-}
-
-int
-mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w)
-{
-    int nw = w->n_win, b0[MM_WMAX], b1[MM_WMAX], ok, from_first;
-    double lo = 0.0, hi = 0.0;
-    w->hist = 0;
-    ok = w->htab != NULL && w->hwin != NULL && kind == 2 && t->key_bits == 64 && w->fp_ok &&
-         nw >= MM_W64_HIST;
-    /* a first window from the lowest key (rank 0 wanted) takes bucket 0, every value
-     * below the buckets' span, which then starts at that window's high end */
-    from_first = ok && w->lo[0] == 0;
-    if (ok) {
-        memcpy(&lo, from_first ? &w->fhi[0] : &w->flo[0], 8);
-        memcpy(&hi, &w->fhi[nw - 1], 8);
-        w->hs = (double)(MM_HB - 2) / (hi - lo);
-        w->hc = floor(lo * w->hs) - 1.0; /* an integer: lo's bucket is at least 1 */
-        ok = isfinite(lo) && isfinite(hi) && hi > lo && isfinite(w->hs) && isfinite(w->hc);
-    }
-    if (ok) {
-        mm_hb_buckets(w->flo, nw, w->hs, w->hc, b0);
-        mm_hb_buckets(w->fhi, nw, w->hs, w->hc, b1);
-        if (from_first)
-            b0[0] = 0;
-        ok = (from_first || b0[0] >= 1) && b1[nw - 1] <= MM_HB;
-        for (int j = 0; j < nw && ok; j++) /* a window of one key is not gathered */
-            ok = w->cap[j] > 0 && (j + 1 == nw || b1[j] < b0[j + 1]);
-    }
-    if (ok) {
-        int p = 0;
-        memcpy(w->hb0, b0, (size_t)nw * sizeof(int));
-        memcpy(w->hb1, b1, (size_t)nw * sizeof(int));
-        w->hbits = 63 / nw;
-        for (int b = 0; b < MM_HB + 2; b++) {
-            while (p < nw && b0[p] <= b)
-                p++;
-            w->hwin[b] = (signed char)(p > 0 && b <= b1[p - 1] ? p - 1 : -1);
-            w->htab[b] = (p < nw ? (uint64_t)1 << (w->hbits * p) : 0) |
-                         (w->hwin[b] >= 0 ? (uint64_t)1 << 63 : 0);
-        }
-        w->hist = 1;
-        atomic_fetch_add(&mm_w64_hists, 1);
-    }
-    return w->hist;
-}
-
-int
-mm_w64_hist_tables(mm_wpass *w)
-{
-    int rc = 0;
-    w->htab = malloc((MM_HB + 2) * sizeof(uint64_t));
-    w->hwin = malloc(MM_HB + 2);
-    if (w->htab == NULL || w->hwin == NULL) {
-        PyErr_NoMemory();
-        rc = -1;
-    }
-    return rc;
-}
-
 /* The float64 histogram pass (window64.h's hist) where there are many windows and the
- * CPU has AVX2: its tables, then its plan.  Returns 0, or -1 with MemoryError set. */
+ * CPU has AVX2: its tables, then its plan, a slot for every few buckets.  Returns 0, or
+ * -1 with MemoryError set. */
 static int
 hist_setup(const mm_sel *s, struct mm_w64 *g)
 {
@@ -573,35 +538,51 @@ hist_setup(const mm_sel *s, struct mm_w64 *g)
     if (g->kind == 2 && s->type->key_bits == 64 && g->w.n_win >= MM_W64_HIST) {
         rc = mm_w64_hist_tables(&g->w);
         if (rc == 0)
-            mm_w64_hist_plan(s->type, g->kind, &g->w);
+            mm_w64_hist_plan(s->type, g->kind, &g->w, s->n_threads);
     }
     return rc;
 }
 
-/* One buffer for every window's keys, and the chunks the threads take of them (an
- * eighth of a thread's share, so that the chunks left part-filled at the end cost
- * little room and few fillers).  Returns 0, or -1 with MemoryError set. */
+/* Window j's chunks: the keys a thread takes at a time (a 16th of a thread's share of
+ * a slot, so that the chunks left part-filled at the end, one a thread and slot, cost
+ * little room and few fillers), and its room made a multiple of them. */
+static void
+window_chunks(mm_wpass *w, int j, int n_threads)
+{
+    const long long slots = w->ws0[j + 1] - w->ws0[j];
+    long long c = w->cap[j] / (16 * (long long)n_threads * slots);
+    c = c < 64 ? 64 : c > MM_WCHUNK ? MM_WCHUNK : c;
+    w->chunk[j] = c;
+    w->cap[j] = (w->cap[j] + c - 1) / c * c;
+}
+
+/* One buffer for every window's keys, in chunks tagged with their slots.  Returns 0, or
+ * -1 with MemoryError set. */
 static int
 w64_buffers(struct mm_w64 *g, int n_threads)
 {
-    npy_intp room = 0;
+    mm_wpass *w = &g->w;
+    npy_intp room = 0, n_tags = 0;
     int rc = 0;
-    for (int j = 0; j < g->w.n_win; j++)
-        room += (npy_intp)g->w.cap[j];
-    if (room > 0) {
-        g->arena = mm_arena_get((size_t)room * sizeof(uint64_t));
-        if (g->arena == NULL) {
-            PyErr_NoMemory();
-            rc = -1;
-        }
+    for (int j = 0; j < w->n_win; j++) {
+        window_chunks(w, j, n_threads);
+        room += (npy_intp)w->cap[j];
+        n_tags += (npy_intp)(w->cap[j] / w->chunk[j]);
     }
-    room = 0;
-    for (int j = 0; j < g->w.n_win && rc == 0; j++) {
-        long long c = g->w.cap[j] / (8 * (long long)n_threads);
-        g->w.buf[j] = g->arena + room;
-        g->w.chunk[j] = c < 64 ? 64 : c > MM_WCHUNK ? MM_WCHUNK : c;
-        room += (npy_intp)g->w.cap[j];
-        atomic_init(&g->w.fill[j], 0);
+    g->tags = malloc((size_t)(n_tags + 1) * sizeof(int16_t));
+    if (room > 0)
+        g->arena = mm_arena_get((size_t)room * sizeof(uint64_t));
+    if (g->tags == NULL || (room > 0 && g->arena == NULL)) {
+        PyErr_NoMemory();
+        rc = -1;
+    }
+    room = n_tags = 0;
+    for (int j = 0; j < w->n_win && rc == 0; j++) {
+        w->buf[j] = g->arena + room;
+        w->tag[j] = g->tags + n_tags;
+        room += (npy_intp)w->cap[j];
+        n_tags += (npy_intp)(w->cap[j] / w->chunk[j]);
+        atomic_init(&w->fill[j], 0);
     }
     return rc;
 }
@@ -614,6 +595,7 @@ w64_pass(mm_sel *s, struct mm_w64 *g, npy_intp n_chunks, double pb, double ps)
     int rc = -1;
     npy_intp gathered = 0;
     mm_w64_ends(s->type, g->kind, &g->w);
+    mm_w64_slots(&g->w);
     /* cppcheck-suppress knownConditionTrueFalse ; 0 only in simd.h's non-x86 stub */
     if ((mm_hist_cpu() && hist_setup(s, g) < 0) || w64_buffers(g, s->n_threads) < 0 || mm_run_job(s, task_pass, n_chunks, s->lane_len, pb, ps * 0.45) < 0)
         goto done;
@@ -624,6 +606,10 @@ w64_pass(mm_sel *s, struct mm_w64 *g, npy_intp n_chunks, double pb, double ps)
         gathered += g->w.cap[j] > 0 ? (npy_intp)g->inside[j] : 0;
     if (mm_run_job(s, task_wselect, g->w.n_win, gathered, pb + ps * 0.45, ps * 0.5) < 0) {
         rc = -1;
+        goto done;
+    }
+    if (atomic_load(&g->astray)) {
+        rc = 0;
         goto done;
     }
     for (npy_intp i = g->n_wranks; i < s->n_ranks; i++)
@@ -638,6 +624,7 @@ mm_window64_select(mm_sel *s, npy_intp n_chunks, uint64_t *outk, double pb, doub
     struct mm_w64 g;
     int rc = -1, win;
     memset(&g, 0, sizeof(g));
+    atomic_init(&g.astray, 0);
     g.outk = outk;
     s->win64 = &g;
     if (w64_alloc(s, &g, n_chunks) < 0)
