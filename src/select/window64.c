@@ -40,6 +40,7 @@ mm_window64_slot_count(void)
 {
     return (long long)atomic_load(&mm_w64_slot_selects);
 }
+
 int
 mm_window64_test_avx512(int on, int *cpu)
 {
@@ -441,7 +442,8 @@ slot_select(struct mm_w64 *g, const npy_int64 *ranks, int q, npy_intp cum, npy_i
     npy_intp n = (npy_intp)g->skeys[q] + (npy_intp)g->fillers[q];
     npy_intp off = (npy_intp)g->below[j] + cum - (npy_intp)g->fillers[q];
     uint64_t *keys = w->buf[j] + at * c;
-    atomic_fetch_add(&mm_w64_slot_selects, (long long)(r1 - r0));
+    if (w->ws0[j + 1] - w->ws0[j] > 1)
+        atomic_fetch_add(&mm_w64_slot_selects, (long long)(r1 - r0));
     if (n != k * c) /* cannot be: every chunk of the slot is tagged and full */
         atomic_store(&g->astray, 1);
     else if (mm_bucket_select(keys, n, w->slo[q], w->sbits[q], ranks, off, r0, r1,
@@ -450,31 +452,24 @@ slot_select(struct mm_w64 *g, const npy_int64 *ranks, int q, npy_intp cum, npy_i
     return k;
 }
 
-/* Window j's ranks (a window of one key: that key): among all its keys (a window of one
- * slot), or each among the keys of the slot that holds it. */
+/* Window j's ranks (a window of one key: that key), each among the keys of the slot
+ * that holds it (a window of one slot: all its keys). */
 static void
 task_wselect(mm_job *job, int tid, npy_intp jj)
 {
     mm_sel *s = job->sel;
     struct mm_w64 *g = s->win64;
     mm_wpass *w = &g->w;
-    const int j = (int)jj, q0 = w->ws0[j];
+    const int j = (int)jj;
     npy_intp r = g->wr0[j];
     (void)tid;
     if (w->cap[j] == 0) {
         for (npy_intp i = g->wr0[j]; i < g->wr1[j]; i++)
             g->outk[i] = w->lo[j];
     }
-    else if (r < g->wr1[j] && w->ws0[j + 1] == q0 + 1) {
-        npy_intp n = (npy_intp)g->inside[j] + (npy_intp)g->fillers[q0];
-        npy_intp off = (npy_intp)g->below[j] - (npy_intp)g->fillers[q0];
-        if (mm_bucket_select(w->buf[j], n, w->wlo[j], w->wbits[j], s->ranks, off, r,
-                             g->wr1[j], g->outk) < 0)
-            mm_multiselect(w->buf[j], 0, n, s->ranks, off, r, g->wr1[j], g->outk);
-    }
     else {
         npy_intp cum = 0, at = 0;
-        for (int q = q0; q < w->ws0[j + 1] && r < g->wr1[j]; q++) {
+        for (int q = w->ws0[j]; q < w->ws0[j + 1] && r < g->wr1[j]; q++) {
             npy_intp r1 = r, top = (npy_intp)g->below[j] + cum + (npy_intp)g->skeys[q];
             while (r1 < g->wr1[j] && s->ranks[r1] < top)
                 r1++;

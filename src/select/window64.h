@@ -41,14 +41,12 @@ struct mm_wpass {
     long long chunk[MM_WMAX];             /* keys a thread takes at a time (0: MM_WCHUNK) */
     atomic_llong fill[MM_WMAX];           /* keys of buf[j] taken (more than cap: no room) */
     int16_t *tag[MM_WMAX];                /* chunk c of buf[j]: its slot (NULL: not kept) */
-    /* window j's keys lie in [wlo[j], wlo[j] + 2**wbits[j]) (its buckets' keys, for the
-     * histogram pass: a little outside lo and width) */
-    uint64_t wlo[MM_WMAX];
-    int wbits[MM_WMAX];
     int ws0[MM_WMAX + 1];                 /* window j's slots: ws0[j] .. ws0[j + 1] - 1 */
     int n_slot;
     int swin[MM_SMAX];                    /* slot s's window */
-    uint64_t slo[MM_SMAX];                /* its keys lie in [slo, slo + 2**sbits) */
+    /* its keys lie in [slo, slo + 2**sbits) (its buckets' keys, for the histogram pass: a
+     * little outside the window's lo and width) */
+    uint64_t slo[MM_SMAX];
     int sbits[MM_SMAX];
     mm_wthread *th;                       /* per thread */
     /* floats whose windows' ends are ordinary floats (not +-0, not NaN, no window up to

@@ -28,8 +28,8 @@ mm_w64_slots(mm_wpass *w)
     for (int j = 0; j < w->n_win; j++) {
         uint64_t hi = w->width[j] > top - w->lo[j] ? top : w->lo[j] + w->width[j];
         w->swin[j] = j;
-        w->wlo[j] = w->slo[j] = w->lo[j];
-        w->wbits[j] = w->sbits[j] = hi > w->lo[j] ? 64 - __builtin_clzll(hi - w->lo[j]) : 0;
+        w->slo[j] = w->lo[j];
+        w->sbits[j] = hi > w->lo[j] ? 64 - __builtin_clzll(hi - w->lo[j]) : 0;
     }
 }
 
@@ -109,7 +109,6 @@ hist_slots(mm_wpass *w, const int *b0, const int *b1, int n_threads)
         const int nb = b1[j] - b0[j] + 1, d = window_slots(w, j, nb, n_threads, want);
         const int step = (nb + d - 1) / d;
         w->ws0[j] = q;
-        w->wbits[j] = bucket_bits(w, b0[j], b1[j], &w->wlo[j]);
         for (int c = b0[j]; c <= b1[j]; c += step, q++) {
             const int e = c + step - 1 < b1[j] ? c + step - 1 : b1[j];
             w->swin[q] = j;
