@@ -65,18 +65,19 @@ mm_h512_step(__m512d v, __mmask8 keep, __m512d vs, __m512d vc, const long long *
 
 /* The values of a block (from p on) inside a window, by the bits of in (n bytes, one
  * for each vector's lanes), staged into the windows of their buckets sb: their offsets
- * first packed into off (one compress a vector, no branch), then one loop over those. */
+ * first packed into off (one compress for two vectors, no branch: n is even, or in[n]
+ * is 0), then one loop over those. */
 MM_512_INLINE void
 mm_h512_hand(const char *p, const unsigned char *in, const int32_t *sb, npy_intp n,
              int32_t *off, mm_wpass *w, mm_wthread *t)
 {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                            14, 15);
     int m = 0;
-    for (npy_intp k = 0; k < n; k++) {
-        const __mmask8 b = (__mmask8)in[k];
-        _mm256_storeu_si256((__m256i *)(void *)(off + m),
-                            _mm256_maskz_compress_epi32(
-                                b, _mm256_add_epi32(lanes, _mm256_set1_epi32(8 * (int)k))));
+    for (npy_intp k = 0; k < n; k += 2) {
+        const unsigned b = (unsigned)in[k] | (unsigned)in[k + 1] << 8;
+        const __m512i at = _mm512_add_epi32(lanes, _mm512_set1_epi32(8 * (int)k));
+        _mm512_storeu_si512((void *)(off + m), _mm512_maskz_compress_epi32((__mmask16)b, at));
         m += _mm_popcnt_u32(b);
     }
     for (int q = 0; q < m; q++) {
@@ -108,8 +109,8 @@ mm_w64_avx512_hrun(const char *p, npy_intp cnt, mm_wpass *w, int tid, npy_intp *
     const __m512d vs = _mm512_set1_pd(w->hs), vc = _mm512_set1_pd(w->hc);
     const long long *tab = (const long long *)(const void *)w->htab;
     uint64_t cnt_r[MM_WMAX] = {0}, sum = 0, best = 0;
-    int32_t sb[8 * MM_H512_BLK], off[8 * MM_H512_BLK + 8];
-    unsigned char in[MM_H512_BLK];
+    int32_t sb[8 * MM_H512_BLK], off[8 * MM_H512_BLK + 16];
+    unsigned char in[MM_H512_BLK + 1];
     __m512d mxf = _mm512_set1_pd(-INFINITY);
     npy_intp i = *ip;
     while (i < cnt) {
@@ -128,6 +129,7 @@ mm_w64_avx512_hrun(const char *p, npy_intp cnt, mm_wpass *w, int tid, npy_intp *
                              &best, &mxf, sb + 8 * whole, in + whole);
             }
             i += 8 * e;
+            in[e] = 0; /* an odd count: the pair of the last is empty */
             mm_h512_hand(p + 8 * i0, in, sb, e, off, w, t);
         }
         mm_h512_fold(acc, f, nw, cnt_r);
