@@ -55,8 +55,10 @@ struct mm_wpass {
     uint64_t flo[MM_WMAX], fhi[MM_WMAX];
     /* float64 with many windows (hist): bucket (x * hs - hc) clamped to [0, MM_HB + 1]
      * (monotone), each bucket's increment of the packed counts of the windows' starts
-     * at or below it (hbits bits each, bit 63: inside a window) and its slot (-1) */
+     * at or below it (hbits bits each, bit 63: inside a window) and its slot (-1);
+     * window j's buckets hb0[j] .. hb1[j] */
     int hist, hbits;
+    int hb0[MM_WMAX], hb1[MM_WMAX];
     double hs, hc;
     uint64_t *htab;
     int16_t *hslot;

@@ -150,6 +150,8 @@ mm_w64_hist_plan(const mm_type *t, int kind, mm_wpass *w, int n_threads)
     if (ok) {
         int p = 0;
         hist_slots(w, b0, b1, n_threads);
+        memcpy(w->hb0, b0, (size_t)nw * sizeof(int));
+        memcpy(w->hb1, b1, (size_t)nw * sizeof(int));
         w->hbits = 63 / nw;
         for (int b = 0; b < MM_HB + 2; b++) {
             while (p < nw && b0[p] <= b)
