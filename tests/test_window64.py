@@ -248,6 +248,20 @@ def test_many_float64_windows_take_the_histogram_pass(simd):
     assert hists() - h0 == 5
 
 
+@pytest.mark.parametrize("nq", [3, 4, 12])
+def test_histogram_pass_of_other_window_counts(simd, nq):
+    # an even count of windows (the pass compares the buckets with the windows' first
+    # two at a time), and a dozen (fields of 5 bits: the packed counts are unpacked
+    # every 31 steps); close quantiles, so that the windows hold under an eighth of
+    # the lane
+    a = awkward("f8", seed=13)
+    q = 0.3 + 0.03 * np.arange(nq)
+    c0, h0 = counts(), hists()
+    check("quantile", a, q, workers=(1, 2))
+    assert tuple(counts() - c0) == (2, 2, 0)
+    assert hists() - h0 == 2
+
+
 def test_quantiles_from_0_take_the_histogram_pass(simd):
     # rank 0 wanted: the first window runs from the lowest key (-inf and below), whose
     # float end cannot scale the buckets; it takes bucket 0 (every value below the

@@ -50,12 +50,14 @@ mm_h512_max(__m512d v, __mmask8 ge, uint64_t *best, __m512d *mxf)
     *mxf = _mm512_set1_pd(d);
 }
 
-/* What a step compares its buckets with: window j's first bucket (b0[j]), and by a
- * value's position p, entries p of sh (the shift of its count's field; 64, none, for
- * p = nw and the lanes left out) and hi (window p - 1's last bucket; -1 for p = 0) as
- * two vectors of 16 each (p up to 31). */
+/* What a step compares its buckets with: window j's first bucket (b0[j]; past the
+ * last window, none: the step reads b0 two at a time), and by a value's position p,
+ * entries p of sh (the shift of its count's field; 64, none, for p = nw and the lanes
+ * left out, p = 31) and hi (window p - 1's last bucket; -1 for p = 0) as two vectors of
+ * 16 each. */
+_Static_assert(MM_WMAX < 31, "a position must fit below 31, the lanes left out");
 typedef struct {
-    __m512i b0[MM_WMAX];
+    __m512i b0[MM_WMAX + 1];
     __m512i sh[2], hi[2];
     __m512d vs, vc;
     int nw;
@@ -69,7 +71,7 @@ mm_h512_plan_of(const mm_wpass *w, mm_h512_plan *pl)
         sh[p] = p < w->n_win ? w->hbits * p : 64;
         hi[p] = p == 0 || p > w->n_win ? -1 : w->hb1[p - 1];
     }
-    for (int j = 0; j < MM_WMAX; j++) /* past the last: no bucket */
+    for (int j = 0; j <= MM_WMAX; j++) /* past the last: no bucket */
         pl->b0[j] = _mm512_set1_epi32(j < w->n_win ? w->hb0[j] : INT32_MAX);
     for (int h = 0; h < 2; h++) {
         pl->sh[h] = _mm512_loadu_si512((const void *)(sh + (ptrdiff_t)16 * h));
@@ -151,8 +153,8 @@ mm_h512_fold(__m512i acc, int f, int nw, uint64_t *cnt)
             cnt[r] += (x[l] >> (f * r)) & m;
 }
 
-/* Block after block of a run's values from *i: e steps, the last of them masked where
- * the run ends inside it, then the hand-over of the values inside. */
+/* One block of a run's values from *i: e steps, the last of them masked where the run
+ * ends inside it, then the hand-over of the values inside. */
 MM_512_INLINE void
 mm_h512_block(const char *p, npy_intp cnt, npy_intp e, const mm_h512_plan *pl, __m512i *acc,
               uint64_t *best, __m512d *mxf, mm_wpass *w, mm_wthread *t, npy_intp *i)
